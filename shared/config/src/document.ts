@@ -1,0 +1,128 @@
+import { readFileSync } from "node:fs";
+import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import type { z } from "zod";
+import { shapeAt } from "./kinds.ts";
+import { ConfigError, type Problem, shorten, unknownKeyHint } from "./problems.ts";
+
+/** A parsed YAML or JSON file that can tell the line of any value in it. */
+export interface ParsedFile {
+  path: string;
+  value: unknown;
+  lineOf(path: readonly PropertyKey[]): number | undefined;
+}
+
+/** Reads a YAML (or JSON, a subset of it) file; syntax errors become a ConfigError. */
+export function parseFile(path: string): ParsedFile {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new ConfigError([
+      {
+        key: "config",
+        source: { kind: "file", name: path },
+        expected: "a readable file",
+        received: reason,
+      },
+    ]);
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.map((e) => ({
+        key: "config",
+        source: { kind: "file", name: path, line: lineCounter.linePos(e.pos[0]).line },
+        expected: "valid YAML or JSON",
+        received: e.message.split("\n")[0],
+      })),
+    );
+  }
+  const lineOf = (at: readonly PropertyKey[]): number | undefined => {
+    let node: unknown = doc.contents;
+    let line: number | undefined =
+      node && (node as Node).range
+        ? lineCounter.linePos((node as Node).range?.[0] ?? 0).line
+        : undefined;
+    for (const step of at) {
+      if (isMap(node)) {
+        const pair = node.items.find(
+          (p) => isScalar(p.key) && String(p.key.value) === String(step),
+        );
+        if (!pair) break;
+        const keyNode = pair.key as Node;
+        if (keyNode.range) line = lineCounter.linePos(keyNode.range[0]).line;
+        node = pair.value;
+      } else if (isSeq(node) && typeof step === "number") {
+        node = node.items[step];
+        const range = (node as Node | undefined)?.range;
+        if (range) line = lineCounter.linePos(range[0]).line;
+      } else break;
+    }
+    return line;
+  };
+  return { path, value: doc.toJS() ?? {}, lineOf };
+}
+
+/** Turns zod's issues into problems that name the file and line of each value. */
+export function problemsFromIssues(
+  issues: readonly z.core.$ZodIssue[],
+  schema: z.ZodType,
+  file: ParsedFile | undefined,
+  keyPrefix: readonly PropertyKey[],
+  input: unknown,
+  sourceFor: (path: readonly PropertyKey[]) => Problem["source"],
+): Problem[] {
+  const problems: Problem[] = [];
+  for (const issue of issues) {
+    const path = [...keyPrefix, ...issue.path];
+    if (issue.code === "unrecognized_keys") {
+      for (const key of issue.keys) {
+        const at = [...path, key];
+        problems.push({
+          key: at.join("."),
+          source: file ? { kind: "file", name: file.path, line: file.lineOf(at) } : sourceFor(at),
+          expected: "a known key",
+          received: shorten(key),
+          hint: unknownKeyHint(key, shapeAt(schema, issue.path)),
+        });
+      }
+      continue;
+    }
+    const value = issue.path.reduce<unknown>(
+      (v, k) => (v && typeof v === "object" ? (v as Record<PropertyKey, unknown>)[k] : undefined),
+      input,
+    );
+    problems.push({
+      key: path.join(".") || "(document)",
+      source: file ? { kind: "file", name: file.path, line: file.lineOf(path) } : sourceFor(path),
+      expected: expectedFrom(issue),
+      received: value === undefined ? "nothing" : shorten(value),
+    });
+  }
+  return problems;
+}
+
+function expectedFrom(issue: z.core.$ZodIssue): string {
+  if (issue.code === "invalid_type") return `a value of type ${issue.expected}`;
+  if (issue.code === "invalid_value")
+    return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+  if (issue.code === "custom") return issue.message;
+  return issue.message
+    .replace(/^Invalid input: expected /, "")
+    .replace(/^Too /, "a value not too ");
+}
+
+/**
+ * Loads a whole YAML/JSON document (a cluster ConfigMap, a sinks file) and validates it. Every
+ * problem names the file and line; unknown keys (use `z.strictObject`) get a "did you mean".
+ */
+export function loadDocument<S extends z.ZodType>(path: string, schema: S): z.output<S> {
+  const file = parseFile(path);
+  const result = schema.safeParse(file.value);
+  if (result.success) return result.data;
+  throw new ConfigError(
+    problemsFromIssues(result.error.issues, schema, file, [], file.value, () => undefined),
+  );
+}

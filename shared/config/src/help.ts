@@ -1,0 +1,72 @@
+import { defaultOf, inputKind } from "./kinds.ts";
+import { envName, flagName, type OptionSpec, type Options } from "./option.ts";
+
+/** One row of an options table, as both `--help` and the docs pages show it. */
+export interface OptionRow {
+  flag: string;
+  env: string[];
+  fileKey?: string;
+  default?: string;
+  required: boolean;
+  description: string;
+}
+
+export function optionRows(options: Options, envPrefix: string): OptionRow[] {
+  return Object.entries(options).map(([key, spec]) => {
+    const env = envName(key, spec, envPrefix);
+    const flag = flagName(key, spec);
+    const def = defaultOf(spec.schema);
+    return {
+      flag: spec.secret ? `--${flag}-file FILE` : `--${flag}${metavar(spec)}`,
+      env: [...(env ? [spec.secret ? `${env}_FILE` : env] : []), ...(spec.aliases ?? [])],
+      fileKey: spec.flagOnly ? undefined : spec.secret ? `${key}File` : key,
+      default: def === undefined ? undefined : JSON.stringify(def),
+      required: !spec.schema.safeParse(undefined).success,
+      description: spec.description + (spec.repeatable ? " (repeatable)" : ""),
+    };
+  });
+}
+
+function metavar(spec: OptionSpec): string {
+  if (spec.metavar) return ` ${spec.metavar}`;
+  const kind = inputKind(spec.schema);
+  if (kind === "boolean") return "";
+  if (kind === "number") return " N";
+  return " VALUE";
+}
+
+/** The flags section of `--help`: flag, then description with env var and default. */
+export function renderOptions(options: Options, envPrefix: string): string {
+  const rows = optionRows(options, envPrefix);
+  const width = Math.min(32, Math.max(...rows.map((r) => r.flag.length)) + 2);
+  return rows
+    .map((row) => {
+      const facts = [
+        row.env.length > 0 ? `env ${row.env.join(", ")}` : undefined,
+        row.required
+          ? "required"
+          : row.default !== undefined
+            ? `default ${row.default}`
+            : undefined,
+      ].filter(Boolean);
+      const pad =
+        row.flag.length + 2 > width
+          ? `\n${" ".repeat(width + 2)}`
+          : " ".repeat(width - row.flag.length);
+      return `  ${row.flag}${pad}${row.description}${facts.length ? `\n${" ".repeat(width + 2)}[${facts.join("; ")}]` : ""}`;
+    })
+    .join("\n");
+}
+
+/** A Markdown table of the options, for the docs pages (generated, never hand-written). */
+export function optionsMarkdown(options: Options, envPrefix: string): string {
+  const cell = (s: string) => s.replaceAll("|", "\\|");
+  const lines = ["| flag | env | config key | default | description |", "|---|---|---|---|---|"];
+  for (const row of optionRows(options, envPrefix)) {
+    const def = row.required ? "" : (row.default ?? "");
+    lines.push(
+      `| \`${cell(row.flag)}\` | ${row.env.map((e) => `\`${e}\``).join(", ")} | ${row.fileKey ? `\`${row.fileKey}\`` : ""} | ${row.required ? "required" : cell(def ? `\`${def}\`` : "")} | ${cell(row.description)} |`,
+    );
+  }
+  return lines.join("\n");
+}
