@@ -1,0 +1,303 @@
+/**
+ * Bundles every container (and the custom-sidecar example) into one self-contained ES module,
+ * `<dir>/dist/<name>.mjs`, that runs with `node` alone: no node_modules next to it. That file is
+ * what the images in `images/` run, and what the end-to-end tests start.
+ *
+ *   pnpm run build                 build every bundle that has a `src/main.ts`
+ *   pnpm run build log-exporter    build only the named bundles
+ *   pnpm run build --verbose       also print esbuild's warnings in full
+ *
+ * The version the bundles print for `--version` is the root package.json version plus the git
+ * revision (`0.1.0+1a2b3c4`), compiled in as `process.env.BUILDPOD_VERSION`; a release build can
+ * set BUILDPOD_VERSION (and BUILDPOD_REVISION) in the environment to override either part.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { chmod, readFile, rm, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import * as esbuild from "esbuild";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+
+/** Directories whose children are bundled when they have a `src/main.ts`. */
+const BUNDLE_PARENTS = ["containers", "examples"] as const;
+
+/** One bundle to build: a program directory with a `src/main.ts`. */
+export interface BundleSpec {
+  /** The program's name: its directory name, also the bundle's and the image's name. */
+  name: string;
+  /** Absolute path of the program's directory. */
+  dir: string;
+  /** Absolute path of `src/main.ts`. */
+  entry: string;
+  /** Absolute path of `dist/<name>.mjs`. */
+  outfile: string;
+}
+
+/** What happened to one bundle. */
+export interface BundleResult {
+  spec: BundleSpec;
+  ok: boolean;
+  bytes: number;
+  durationMs: number;
+  warnings: esbuild.Message[];
+  errors: esbuild.Message[];
+  /** Native addons (`.node` files) left out of the bundle, with the module that wanted them. */
+  nativeAddons: string[];
+}
+
+/**
+ * Lists the programs under `containers/` and `examples/`. A directory without `src/main.ts`
+ * (an example that is only a description, a container nobody has started) is not a program.
+ */
+export function findBundles(root = ROOT): BundleSpec[] {
+  const specs: BundleSpec[] = [];
+  for (const parent of BUNDLE_PARENTS) {
+    const parentDir = path.join(root, parent);
+    if (!existsSync(parentDir)) continue;
+    for (const entry of readdirSync(parentDir, { withFileTypes: true })) {
+      const dir = path.join(parentDir, entry.name);
+      const main = path.join(dir, "src", "main.ts");
+      if (!entry.isDirectory() || !existsSync(main)) continue;
+      specs.push({
+        name: entry.name,
+        dir,
+        entry: main,
+        outfile: path.join(dir, "dist", `${entry.name}.mjs`),
+      });
+    }
+  }
+  return specs.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** The short git revision of HEAD, or undefined outside a git checkout or without git. */
+export function gitRevision(root = ROOT): string | undefined {
+  if (process.env.BUILDPOD_REVISION) return process.env.BUILDPOD_REVISION;
+  try {
+    const out = execFileSync("git", ["rev-parse", "--short", "HEAD"], {
+      cwd: root,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    return out.trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The version compiled into every bundle: `<package.json version>+<git revision>`. */
+export function bundleVersion(root = ROOT): string {
+  if (process.env.BUILDPOD_VERSION) return process.env.BUILDPOD_VERSION;
+  const pkg = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")) as {
+    version: string;
+  };
+  const revision = gitRevision(root);
+  return revision ? `${pkg.version}+${revision}` : pkg.version;
+}
+
+// An ES module has no `require`, `__dirname` or `__filename`, but the CommonJS packages inside
+// the bundle (pino, prom-client, ...) use them. `require` comes from createRequire (esbuild's own
+// shim calls it for `require("node:...")`); the other two are rewritten by `define` below to
+// Node's `import.meta` equivalents, so no banner name can collide with a bundled module's own.
+const BANNER = [
+  "#!/usr/bin/env node",
+  'import { createRequire as __buildpodCreateRequire } from "node:module";',
+  "const require = __buildpodCreateRequire(import.meta.url);",
+].join("\n");
+
+/**
+ * A single-file bundle cannot carry a compiled addon, so `.node` files are left out. The modules
+ * that load one optionally (hot-shots' unix-dgram, say) catch the failure at run time; anything
+ * that needs one for real fails when it loads, and the build names it so nobody is surprised.
+ */
+function excludeNativeAddons(found: string[]): esbuild.Plugin {
+  return {
+    name: "exclude-native-addons",
+    setup(build) {
+      build.onResolve({ filter: /\.node$/ }, (args) => {
+        found.push(`${args.path} (wanted by ${path.relative(ROOT, args.importer)})`);
+        return { path: args.path, external: true };
+      });
+    },
+  };
+}
+
+/** Builds one bundle; never throws, failures come back in the result. */
+export async function buildBundle(spec: BundleSpec, version: string): Promise<BundleResult> {
+  const started = performance.now();
+  const nativeAddons: string[] = [];
+  const result: BundleResult = {
+    spec,
+    ok: false,
+    bytes: 0,
+    durationMs: 0,
+    warnings: [],
+    errors: [],
+    nativeAddons,
+  };
+
+  try {
+    const out = await esbuild.build({
+      entryPoints: [spec.entry],
+      outfile: spec.outfile,
+      bundle: true,
+      platform: "node",
+      target: "node24",
+      format: "esm",
+      // Readable stack traces matter more than bytes in a 100 MB node image: only whitespace
+      // goes, names and syntax stay as written.
+      minifyWhitespace: true,
+      sourcemap: "external",
+      legalComments: "external",
+      banner: { js: BANNER },
+      define: {
+        "process.env.BUILDPOD_VERSION": JSON.stringify(version),
+        __dirname: "import.meta.dirname",
+        __filename: "import.meta.filename",
+      },
+      plugins: [excludeNativeAddons(nativeAddons)],
+      metafile: true,
+      logLevel: "silent",
+    });
+    result.warnings = out.warnings;
+    await writeLegalNotice(spec, out.metafile);
+    await chmod(spec.outfile, 0o755);
+    result.bytes = (await stat(spec.outfile)).size;
+    result.ok = true;
+  } catch (err) {
+    const failure = err as Partial<esbuild.BuildFailure>;
+    result.errors = failure.errors ?? [
+      { text: String(err), id: "", location: null, notes: [], pluginName: "", detail: err },
+    ];
+    result.warnings = failure.warnings ?? [];
+    // A half-written bundle from an earlier run would let tests pass against stale code.
+    await rm(spec.outfile, { force: true });
+  }
+  result.durationMs = performance.now() - started;
+  return result;
+}
+
+/**
+ * Writes `<name>.mjs.LEGAL.txt`: the legal comments esbuild extracted (it writes that file only
+ * when there were some) followed by each bundled package's name, version and licence, so an
+ * image that ships the bundle can ship the notices with it.
+ */
+async function writeLegalNotice(spec: BundleSpec, metafile: esbuild.Metafile): Promise<void> {
+  const file = `${spec.outfile}.LEGAL.txt`;
+  const comments = existsSync(file) ? await readFile(file, "utf8") : "";
+  const packages = bundledPackages(metafile);
+  const lines = [
+    `Third-party code bundled into ${path.basename(spec.outfile)}:`,
+    "",
+    ...packages.map((p) => `  ${p.name}@${p.version}  ${p.license}`),
+    "",
+    comments ? `Legal comments found in that code:\n\n${comments}` : "",
+  ];
+  await writeFile(file, `${lines.join("\n").trimEnd()}\n`);
+}
+
+interface PackageInfo {
+  name: string;
+  version: string;
+  license: string;
+}
+
+/** The npm packages whose files ended up in the bundle, from esbuild's metafile. */
+function bundledPackages(metafile: esbuild.Metafile): PackageInfo[] {
+  const dirs = new Set<string>();
+  for (const input of Object.keys(metafile.inputs)) {
+    // pnpm paths look like node_modules/.pnpm/<id>/node_modules/<name>/...; the package is the
+    // last node_modules segment, and a scoped name takes two path parts.
+    const match = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input.replaceAll("\\", "/"));
+    if (match?.[1]) dirs.add(match[1]);
+  }
+  const packages: PackageInfo[] = [];
+  for (const dir of dirs) {
+    const manifest = path.resolve(ROOT, dir, "package.json");
+    if (!existsSync(manifest)) continue;
+    const pkg = JSON.parse(readFileSync(manifest, "utf8")) as Record<string, unknown>;
+    packages.push({
+      name: String(pkg.name),
+      version: String(pkg.version),
+      license: typeof pkg.license === "string" ? pkg.license : "see the package",
+    });
+  }
+  return packages.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function formatSize(bytes: number): string {
+  return bytes >= 1024 * 1024
+    ? `${(bytes / 1024 / 1024).toFixed(2)} MiB`
+    : `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+/** Prints one line per bundle, then every failure with esbuild's own formatted message. */
+async function report(results: BundleResult[], verbose: boolean): Promise<void> {
+  const width = Math.max(...results.map((r) => r.spec.name.length));
+  for (const r of results) {
+    const size = r.ok ? formatSize(r.bytes).padStart(10) : "FAILED".padStart(10);
+    const notes = [
+      r.warnings.length > 0 ? `${r.warnings.length} warning(s)` : "",
+      r.nativeAddons.length > 0 ? `${r.nativeAddons.length} native addon(s) left out` : "",
+    ].filter(Boolean);
+    const time = `${Math.round(r.durationMs)} ms`.padStart(8);
+    console.log(`  ${r.spec.name.padEnd(width)}  ${size}  ${time}  ${notes.join(", ")}`.trimEnd());
+  }
+
+  for (const r of results) {
+    for (const addon of r.nativeAddons) {
+      console.log(
+        `\nnote: ${r.spec.name}: left out native addon ${addon}; a single-file bundle cannot ` +
+          "carry compiled code, so that code path fails at run time",
+      );
+    }
+    if (verbose && r.warnings.length > 0) {
+      const text = await esbuild.formatMessages(r.warnings, { kind: "warning", color: false });
+      console.log(`\nwarnings in ${r.spec.name}:\n${text.join("")}`);
+    }
+    if (!r.ok) {
+      const text = await esbuild.formatMessages(r.errors, { kind: "error", color: false });
+      console.error(`\ncould not bundle ${r.spec.name} (${path.relative(ROOT, r.spec.entry)}):`);
+      console.error(text.join("").trimEnd());
+    }
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const verbose = argv.includes("--verbose");
+  const names = argv.filter((a) => !a.startsWith("--"));
+  const all = findBundles();
+  const unknown = names.filter((n) => !all.some((s) => s.name === n));
+  if (unknown.length > 0) {
+    console.error(
+      `could not build ${unknown.join(", ")}: no such program; ` +
+        `expected one of: ${all.map((s) => s.name).join(", ")}`,
+    );
+    return 2;
+  }
+  const specs = names.length > 0 ? all.filter((s) => names.includes(s.name)) : all;
+  if (specs.length === 0) {
+    console.error("could not build anything: no containers/*/src/main.ts exists yet");
+    return 1;
+  }
+
+  const version = bundleVersion();
+  const started = performance.now();
+  console.log(`bundling ${specs.length} program(s), version ${version}`);
+  const results = await Promise.all(specs.map((s) => buildBundle(s, version)));
+  await report(results, verbose);
+
+  const failed = results.filter((r) => !r.ok);
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  if (failed.length > 0) {
+    const names = failed.map((r) => r.spec.name).join(", ");
+    console.error(`\nbuild failed for ${failed.length} of ${results.length}: ${names}`);
+    return 1;
+  }
+  console.log(`built ${results.length} bundle(s) in ${seconds} s`);
+  return 0;
+}
+
+if (import.meta.main) {
+  process.exitCode = await main(process.argv.slice(2));
+}
