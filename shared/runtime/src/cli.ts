@@ -1,0 +1,324 @@
+import {
+  ConfigError,
+  type Loaded,
+  loadConfig,
+  type Options,
+  printable,
+  renderOptions,
+} from "@buildpod/config";
+import { collectDefaultMetrics, Registry } from "prom-client";
+import type { Command, CommonConfig, Outcome, Program } from "./command.ts";
+import { commonOptions } from "./common-options.ts";
+import { BuildpodError } from "./errors.ts";
+import { ExitCode, exitCodeName } from "./exit-codes.ts";
+import { type HealthServer, startHealthServer } from "./http.ts";
+import {
+  createLifecycle,
+  type LifecycleOptions,
+  lifecycleOptions,
+  resolveLifecycleOptions,
+} from "./lifecycle/index.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { writeStatus } from "./status.ts";
+
+/** The version baked into bundles at build time; `dev` when run from source. */
+export const version: string = process.env.BUILDPOD_VERSION ?? "dev";
+
+/** Where a program writes and what it reads; the real process by default, fakes in tests. */
+export interface ProgramIo {
+  argv: readonly string[];
+  env: Readonly<Record<string, string | undefined>>;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+/**
+ * Runs a container program: picks the command, answers --help, --version and --print-config,
+ * loads and validates the configuration (exit 2 with every problem listed), runs the command
+ * with a logger, metrics and lifecycle, then prints one JSON summary line and writes the same
+ * record as the status file. Resolves to the exit code; never throws.
+ */
+export async function runProgram(program: Program, io: ProgramIo): Promise<number> {
+  const startedAt = new Date();
+  const { name: commandName, command, rest } = pickCommand(program, io.argv);
+  if (rest.includes("--help") || rest.includes("-h") || !command) {
+    io.stdout.write(renderHelp(program, command ? commandName : undefined));
+    return command || rest.includes("--help") || rest.includes("-h")
+      ? ExitCode.OK
+      : ExitCode.CONFIG;
+  }
+  if (rest.includes("--version") || rest.includes("-V")) {
+    io.stdout.write(`${program.name} ${version}\n`);
+    return ExitCode.OK;
+  }
+  if (program.notBuilt) {
+    io.stderr.write(`${program.name}: not built yet: ${program.notBuilt}\n`);
+    return ExitCode.FAILED;
+  }
+
+  const options = optionsOf(program, command);
+  let loaded: Loaded<Options>;
+  let lifecycleSettings: LifecycleSettings;
+  try {
+    loaded = loadConfig(options, {
+      argv: rest,
+      env: io.env,
+      envPrefix: program.envPrefix,
+      configFile: configFileOf(rest, io.env, program.envPrefix),
+    });
+    lifecycleSettings = await lifecycleSettingsOf(command, loaded, io.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr.write(`${program.name}: ${err.message}\n`);
+    const logger = createLogger({ component: program.name, destination: io.stdout });
+    const lifecycleDir = io.env.BUILDPOD_LIFECYCLE_DIR ?? "/buildpod";
+    const summary = { problems: err.problems.length };
+    await finish(program, commandName, logger, lifecycleDir, startedAt, ExitCode.CONFIG, summary);
+    return ExitCode.CONFIG;
+  }
+  const common = loaded.config as unknown as CommonConfig;
+  if (common.printConfig) {
+    io.stdout.write(`${JSON.stringify(printable(options, loaded), null, 2)}\n`);
+    return ExitCode.OK;
+  }
+
+  const logger = createLogger({
+    component: program.name,
+    level: common.logLevel,
+    secrets: loaded.secrets,
+    destination: io.stdout,
+  });
+  for (const warning of loaded.warnings) logger.warn(warning);
+  const run = { program, commandName, command, loaded, lifecycleSettings, logger, io, startedAt };
+  return runCommand(run);
+}
+
+interface Run {
+  program: Program;
+  commandName: string;
+  command: Command;
+  loaded: Loaded<Options>;
+  lifecycleSettings: LifecycleSettings;
+  logger: Logger;
+  io: ProgramIo;
+  startedAt: Date;
+}
+
+async function runCommand(run: Run): Promise<number> {
+  const { program, commandName, command, loaded, logger, io, startedAt } = run;
+  const config = loaded.config as Record<string, unknown>;
+  const common = config as unknown as CommonConfig;
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics });
+  const stop = new AbortController();
+  const hardStop = Promise.withResolvers<number>();
+  const lifecycle = createLifecycle({
+    ...run.lifecycleSettings,
+    logger,
+    onHardStop: () => {
+      logger.warn("second stop signal: exiting at once without draining");
+      hardStop.resolve(ExitCode.INTERRUPTED);
+    },
+  });
+  // Init and tool commands stop their work on the first signal; sidecars drain instead.
+  if (command.kind !== "sidecar")
+    lifecycle.finished.then(
+      () => stop.abort(),
+      () => {},
+    );
+
+  let server: HealthServer | undefined;
+  let ready = false;
+  let outcome: Outcome;
+  try {
+    if (common.httpPort > 0) {
+      server = await startHealthServer({
+        host: common.httpHost,
+        port: common.httpPort,
+        registry: metrics,
+        isReady: () => ready,
+      });
+      logger.info({ url: server.url }, "serving health and metrics");
+    }
+    ready = true;
+    const running = command.run({
+      config,
+      common,
+      logger,
+      env: io.env,
+      positionals: loaded.positionals,
+      metrics,
+      lifecycle,
+      signal: stop.signal,
+    });
+    const interrupted = hardStop.promise.then((exitCode) => ({
+      exitCode,
+      summary: { interrupted: true },
+    }));
+    outcome = await Promise.race([running, interrupted]);
+  } catch (err) {
+    outcome = outcomeOfError(err, logger);
+  }
+  await lifecycle.close();
+  await server?.close();
+  await finish(
+    program,
+    commandName,
+    logger,
+    common.lifecycleDir,
+    startedAt,
+    outcome.exitCode,
+    outcome.summary,
+  );
+  return outcome.exitCode;
+}
+
+type LifecycleSettings = Pick<LifecycleOptions, "doneFile" | "drainTimeoutMs" | "kubernetes">;
+
+/** Sidecars watch for the workload's end as configured; other commands only for signals. */
+async function lifecycleSettingsOf(
+  command: Command,
+  loaded: Loaded<Options>,
+  env: ProgramIo["env"],
+): Promise<LifecycleSettings> {
+  const config = loaded.config as Record<string, unknown> & CommonConfig;
+  if (command.kind !== "sidecar") return { drainTimeoutMs: 10_000 };
+  return resolveLifecycleOptions(config as never, {
+    lifecycleDir: config.lifecycleDir,
+    env: { ...env },
+  });
+}
+
+function outcomeOfError(err: unknown, logger: Logger): Outcome {
+  if (err instanceof ConfigError) {
+    logger.error({ problems: err.problems.length }, err.message);
+    return { exitCode: ExitCode.CONFIG, summary: { error: err.message } };
+  }
+  if (err instanceof BuildpodError) {
+    logger.error({ err, code: err.code, hint: err.hint }, err.message);
+    return { exitCode: err.exitCode, summary: { error: err.message, code: err.code } };
+  }
+  logger.error({ err }, "internal error: this is a bug, please report it with this line");
+  return {
+    exitCode: ExitCode.INTERNAL,
+    summary: { error: String((err as Error)?.message ?? err) },
+  };
+}
+
+async function finish(
+  program: Program,
+  command: string,
+  logger: Logger,
+  lifecycleDir: string,
+  startedAt: Date,
+  exitCode: number,
+  summary: Record<string, unknown>,
+): Promise<void> {
+  const finishedAt = new Date();
+  const record = {
+    container: program.name,
+    command,
+    version,
+    exit_code: exitCode,
+    exit_reason: exitCodeName(exitCode),
+    started_at: startedAt.toISOString(),
+    finished_at: finishedAt.toISOString(),
+    duration_ms: finishedAt.getTime() - startedAt.getTime(),
+    summary,
+  };
+  try {
+    const path = await writeStatus(lifecycleDir, record);
+    if (path) logger.debug({ path }, "wrote status file");
+  } catch (err) {
+    logger.warn({ err, path: lifecycleDir }, "could not write the status file");
+  }
+  const { container: _, ...fields } = record;
+  logger.info(fields, "summary");
+}
+
+function pickCommand(program: Program, argv: readonly string[]) {
+  const first = argv[0];
+  if (first !== undefined && Object.hasOwn(program.commands, first)) {
+    return { name: first, command: program.commands[first], rest: argv.slice(1) };
+  }
+  const name = program.defaultCommand ?? Object.keys(program.commands)[0] ?? "";
+  const isWord =
+    first !== undefined && !first.startsWith("-") && Object.keys(program.commands).length > 1;
+  // An unknown first word is a usage error only for programs with several commands, whose
+  // first word must name one; single-command programs take it as a positional.
+  if (isWord && program.defaultCommand === undefined)
+    return { name: first, command: undefined, rest: argv };
+  return { name, command: program.commands[name], rest: argv };
+}
+
+function optionsOf(program: Program, command: Command): Options {
+  return {
+    ...command.options,
+    ...(command.kind === "sidecar" ? lifecycleOptions : {}),
+    ...commonOptions(program.envPrefix),
+  };
+}
+
+function configFileOf(argv: readonly string[], env: ProgramIo["env"], envPrefix: string) {
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i] as string;
+    if (word === "--config") return argv[i + 1];
+    if (word.startsWith("--config=")) return word.slice("--config=".length);
+    if (word === "--") break;
+  }
+  return env[`${envPrefix}_CONFIG`] || undefined;
+}
+
+/** `--help` for the program, or for one command with its flags. */
+export function renderHelp(program: Program, commandName?: string): string {
+  const names = Object.keys(program.commands);
+  const lines = [`${program.name} ${version}: ${program.description}`, ""];
+  if (program.notBuilt) lines.push(`NOT BUILT YET: ${program.notBuilt}`, "");
+  const usage = names.length > 1 ? `${program.name} <command> [flags]` : `${program.name} [flags]`;
+  lines.push(`Usage: ${usage}`, "");
+  if (names.length > 1) {
+    lines.push("Commands:");
+    for (const name of names) {
+      const mark = name === program.defaultCommand ? " (default)" : "";
+      lines.push(`  ${name.padEnd(12)}${program.commands[name]?.description}${mark}`);
+    }
+    lines.push("");
+  }
+  const shown = commandName ? [commandName] : names;
+  for (const name of shown) {
+    const command = program.commands[name] as Command;
+    lines.push(`Flags of ${names.length > 1 ? `"${name}"` : program.name} (${command.kind}):`);
+    lines.push(renderOptions(command.options, program.envPrefix), "");
+    if (command.kind === "sidecar") {
+      lines.push("Lifecycle flags (when the workload finished, how long to drain):");
+      lines.push(renderOptions(lifecycleOptions, program.envPrefix), "");
+    }
+  }
+  lines.push(
+    "Common flags:",
+    renderOptions(commonOptions(program.envPrefix), program.envPrefix),
+    "",
+  );
+  lines.push("  --help, -h    this text          --version, -V    the version", "");
+  lines.push("Precedence: flags > env > config file > defaults. Secrets are read from files only.");
+  lines.push("Exit codes: 0 ok, 1 failed, 2 config error, 3 incomplete, 4 input rejected,");
+  lines.push("70 internal error, 130 interrupted by a second signal.");
+  return `${lines.join("\n")}\n`;
+}
+
+/** The entry point of a container: runs the program on the real process and exits. */
+export function main(program: Program): void {
+  const io: ProgramIo = {
+    argv: process.argv.slice(2),
+    env: process.env,
+    stdout: process.stdout,
+    stderr: process.stderr,
+  };
+  runProgram(program, io).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`${program.name}: internal error: ${(err as Error)?.stack ?? err}\n`);
+      process.exit(ExitCode.INTERNAL);
+    },
+  );
+}

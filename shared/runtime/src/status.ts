@@ -1,0 +1,51 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, open, rename, stat } from "node:fs/promises";
+import { join } from "node:path";
+
+/** What every container records at exit: one JSON line on stdout and the status file. */
+export interface StatusRecord {
+  container: string;
+  command: string;
+  version: string;
+  exit_code: number;
+  exit_reason: string;
+  started_at: string;
+  finished_at: string;
+  duration_ms: number;
+  summary: Record<string, unknown>;
+}
+
+/**
+ * Writes `<lifecycleDir>/status/<container>.json` atomically (temp file, fsync, rename). A
+ * native sidecar's exit code never reaches the pod's phase, so this file is how the workload, a
+ * later step or the local runner learns whether a sidecar delivered everything. Returns the path
+ * written, or undefined when the lifecycle directory does not exist (a run outside a pod).
+ */
+export async function writeStatus(
+  lifecycleDir: string,
+  record: StatusRecord,
+): Promise<string | undefined> {
+  const exists = await stat(lifecycleDir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!exists) return undefined;
+  const dir = join(lifecycleDir, "status");
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, `${record.container}.json`);
+  await writeFileAtomic(path, `${JSON.stringify(record, null, 2)}\n`);
+  return path;
+}
+
+/** Writes a whole file so that readers see either the old content or the new, never a part. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644) {
+  const temp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  const handle = await open(temp, "w", mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, path);
+}
