@@ -1,0 +1,100 @@
+// Renders a record as one JSON document, by hand, into a ByteWriter. Shared by the
+// elasticsearch, file and stdout sinks, so every sink shows the same fields.
+//
+//   {"@timestamp":"…","message":"…","log":{"file":{"path":"…"},"offset":N,"flags":[…]},
+//    "stream":"stdout","kubernetes":{…},"buildkite":{…},"labels":{…}}
+//
+// Only the timestamp, message, offset and flags vary per line; the rest is precomputed once
+// per job (the tail) or once per origin (the `log` head).
+import type { ByteWriter } from "./bytes.ts";
+import { FLAG_NAMES, type LogRecord, type Origin, type RecordMeta } from "./record.ts";
+
+const TS_OPEN = Buffer.from('{"@timestamp":"');
+const MESSAGE_OPEN = Buffer.from('","message":"');
+
+/** Precomputes a job's static fields and renders records as JSON documents. */
+export class DocumentEncoder {
+  readonly #tail: Buffer;
+  readonly #heads = new WeakMap<Origin, Buffer>();
+  #lastMs = Number.NaN;
+  #lastTs = Buffer.alloc(0);
+
+  constructor(meta: RecordMeta) {
+    this.#tail = Buffer.from(`${staticFields(meta)}}`, "utf8");
+  }
+
+  /** Writes the document for `record` (no trailing newline). */
+  write(w: ByteWriter, record: LogRecord): void {
+    w.raw(TS_OPEN);
+    if (record.timeText !== undefined) w.ascii(record.timeText);
+    else w.raw(this.#timestamp(record.time));
+    w.raw(MESSAGE_OPEN);
+    w.jsonString(record.message);
+    w.raw(this.#head(record.origin));
+    w.uint(record.offset);
+    if (record.flags !== 0) w.ascii(flagsJson(record.flags));
+    w.raw(this.#tail);
+  }
+
+  /** `","log":{…,"offset":` up to the offset value, with the origin's path and stream. */
+  #head(origin: Origin): Buffer {
+    let head = this.#heads.get(origin);
+    if (head === undefined) {
+      const file =
+        origin.path === undefined ? "" : `"file":{"path":${JSON.stringify(origin.path)}},`;
+      const stream = origin.stream === undefined ? "" : `"stream":"${origin.stream}",`;
+      head = Buffer.from(`",${stream}"log":{${file}"offset":`, "utf8");
+      this.#heads.set(origin, head);
+    }
+    return head;
+  }
+
+  /** ISO 8601 text of a millisecond time; consecutive lines mostly share it, so cache one. */
+  #timestamp(ms: number): Buffer {
+    if (ms !== this.#lastMs) {
+      this.#lastMs = ms;
+      this.#lastTs = Buffer.from(new Date(ms).toISOString(), "latin1");
+    }
+    return this.#lastTs;
+  }
+}
+
+/** `,"flags":["truncated",…]` inside the `log` object. */
+function flagsJson(flags: number): string {
+  const names = FLAG_NAMES.filter((_, bit) => (flags & (1 << bit)) !== 0);
+  return `,"flags":${JSON.stringify(names)}`;
+}
+
+/** `},"kubernetes":{…},"buildkite":{…},"labels":{…}` — the part after the `log` object. */
+function staticFields(meta: RecordMeta): string {
+  const parts: string[] = [];
+  const k = meta.kubernetes ?? {};
+  const kube = compact({
+    namespace: k.namespace,
+    pod: compact({ name: k.podName }),
+    container: compact({ name: k.containerName }),
+  });
+  if (kube) parts.push(`"kubernetes":${JSON.stringify(kube)}`);
+  const b = meta.buildkite ?? {};
+  const bk = compact({
+    job_id: b.jobId,
+    build_id: b.buildId,
+    pipeline: b.pipeline,
+    step_key: b.stepKey,
+    organization: b.organization,
+  });
+  if (bk) parts.push(`"buildkite":${JSON.stringify(bk)}`);
+  if (meta.labels && Object.keys(meta.labels).length > 0) {
+    parts.push(`"labels":${JSON.stringify(meta.labels)}`);
+  }
+  return `}${parts.map((p) => `,${p}`).join("")}`;
+}
+
+/** The object without undefined or empty values, or undefined when nothing is left. */
+function compact(o: Record<string, unknown>): Record<string, unknown> | undefined {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(o)) {
+    if (value !== undefined && value !== "") out[key] = value;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}

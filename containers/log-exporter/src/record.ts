@@ -1,0 +1,109 @@
+// The record model: one line (or one joined multi-line event) read from a source, plus the
+// static metadata every record of this job carries.
+
+import { isUtf8 } from "node:buffer";
+import { createHash } from "node:crypto";
+
+/** Bit flags on a record; rendered as `log.flags` (the Beats field). */
+export const Flag = {
+  /** The line was longer than the limit and was cut. */
+  TRUNCATED: 1,
+  /** The line was not valid UTF-8; invalid bytes were replaced with U+FFFD. */
+  REPLACED: 2,
+  /** Several lines were joined into this record by the multiline rule. */
+  MULTILINE: 4,
+  /** The record is one piece of a line split to fit a sink's entry limit. */
+  SPLIT: 8,
+} as const;
+
+/** `log.flags` names, in bit order. */
+export const FLAG_NAMES = ["truncated", "replaced_bytes", "multiline", "split"] as const;
+
+/** Where a record came from. One object per file (or stream), shared by its records. */
+export interface Origin {
+  /** `log.file.path` for files; absent for the pod log stream. */
+  readonly path?: string;
+  /** `stream` (`stdout`/`stderr`) for container output; absent for files. */
+  readonly stream?: "stdout" | "stderr";
+  /**
+   * A short stable key for this origin's content (job, file identity, truncation generation):
+   * the record id is `<key>-<offset>`, so the same line always gets the same id and a retried
+   * create never indexes it twice.
+   */
+  readonly key: string;
+}
+
+/** One log record. */
+export interface LogRecord {
+  readonly origin: Origin;
+  /** The line without its newline. */
+  message: string;
+  /** Byte offset of the line in its file, or the ordinal of the line in a stream. */
+  readonly offset: number;
+  /** Milliseconds since the epoch: when it was written (stream timestamps) or read. */
+  readonly time: number;
+  /** The source's own RFC 3339 timestamp text, when it has one finer than milliseconds. */
+  readonly timeText?: string;
+  /** `Flag` bits. */
+  flags: number;
+}
+
+/** The static fields every record of one job carries (`kubernetes.*`, `buildkite.*`, labels). */
+export interface RecordMeta {
+  kubernetes?: { namespace?: string; podName?: string; containerName?: string };
+  buildkite?: {
+    jobId?: string;
+    buildId?: string;
+    pipeline?: string;
+    stepKey?: string;
+    organization?: string;
+  };
+  labels?: Record<string, string>;
+}
+
+/** Reads the job's metadata from the Buildkite and Kubernetes environment variables. */
+export function metaFromEnv(
+  env: Record<string, string | undefined>,
+  labels: Record<string, string> = {},
+  containerName?: string,
+): RecordMeta {
+  return {
+    kubernetes: {
+      namespace: env.POD_NAMESPACE ?? env.KUBERNETES_NAMESPACE,
+      podName: env.POD_NAME ?? env.HOSTNAME,
+      containerName: containerName ?? env.CONTAINER_NAME,
+    },
+    buildkite: {
+      jobId: env.BUILDKITE_JOB_ID,
+      buildId: env.BUILDKITE_BUILD_ID,
+      pipeline: env.BUILDKITE_PIPELINE_SLUG,
+      stepKey: env.BUILDKITE_STEP_KEY,
+      organization: env.BUILDKITE_ORGANIZATION_SLUG,
+    },
+    labels,
+  };
+}
+
+/** The record id: unique per line, the same on every retry and after a restart. */
+export function recordId(record: LogRecord): string {
+  return `${record.origin.key}-${record.offset.toString(36)}`;
+}
+
+/**
+ * An origin key: 16 base64url characters of SHA-256 over the parts (job id, file identity,
+ * generation). Computed once per file, not per line.
+ */
+export function originKey(...parts: (string | number | undefined)[]): string {
+  const hash = createHash("sha256");
+  for (const p of parts) hash.update(`${p ?? ""}\u0000`);
+  return hash.digest("base64url").slice(0, 16);
+}
+
+/**
+ * Decodes a line read as bytes (the pod log stream, CRI files): invalid UTF-8 is replaced with
+ * U+FFFD and flagged. File lines come decoded and flagged by @buildpod/volume-watch already.
+ */
+export function decodeLine(bytes: Buffer): { message: string; flags: number } {
+  const flags = isUtf8(bytes) ? 0 : Flag.REPLACED;
+  return { message: bytes.toString("utf8"), flags };
+}

@@ -1,0 +1,200 @@
+// The elasticsearch sink: `_bulk` requests with `create` and a deterministic `_id`.
+//
+// The bulk body is built by hand (see ../bytes.ts for why) and sent through the official
+// client's transport, which still does connection pooling, auth, TLS and response parsing.
+// `client.helpers.bulk` is not used: it serialises every document with JSON.stringify, retries
+// only 429 items and drops 5xx items (reference: elasticsearch-js src/helpers.ts).
+//
+// Per item (BulkResponse items are in request order):
+//   2xx, 409  delivered (409 on `create` means the id is already there: an earlier try landed)
+//   429, 5xx  retried alone, with backoff, until the drain deadline
+//   other     rejected for good (400 mapping errors, 404): dead-lettered, never retried
+import { readFileSync } from "node:fs";
+import { Client, type ClientOptions } from "@elastic/elasticsearch";
+import { ByteWriter } from "../bytes.ts";
+import { DocumentEncoder } from "../document.ts";
+import type { LogRecord, Origin, RecordMeta } from "../record.ts";
+import { backoffDelay, sleep } from "../retry.ts";
+import type { Rejection, SendResult, Sink, SinkEvents } from "./sink.ts";
+
+/** Options of the elasticsearch sink (from the sinks file). */
+export interface ElasticsearchSinkOptions {
+  /** One or more node URLs. */
+  nodes: string[];
+  /** Index or data stream name (data streams accept `create` only, which is all we send). */
+  index: string;
+  username?: string;
+  password?: string;
+  apiKey?: string;
+  /** PEM file with the CA that signed the nodes' certificates. */
+  caFile?: string;
+  /** Upper bound of one request body. Elasticsearch refuses bodies over 100mb by default. */
+  maxBulkBytes: number;
+  /** Timeout of one request in milliseconds. */
+  requestTimeoutMs: number;
+  /** Backoff bounds between retries. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+}
+
+interface BulkItemResult {
+  status: number;
+  error?: { type?: string; reason?: string };
+}
+
+const FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason";
+const ACTION_CLOSE = Buffer.from('"}}\n');
+
+/** Ships records to Elasticsearch with `_bulk`. */
+export class ElasticsearchSink implements Sink {
+  readonly kind = "elasticsearch";
+  readonly #client: Client;
+  readonly #options: ElasticsearchSinkOptions;
+  readonly #encoder: DocumentEncoder;
+  readonly #events: SinkEvents;
+  readonly #path: string;
+  readonly #actions = new WeakMap<Origin, Buffer>();
+
+  constructor(options: ElasticsearchSinkOptions, meta: RecordMeta, events: SinkEvents = {}) {
+    this.#options = options;
+    this.#encoder = new DocumentEncoder(meta);
+    this.#events = events;
+    this.#path = `/${encodeURIComponent(options.index)}/_bulk`;
+    this.#client = new Client(clientOptions(options));
+  }
+
+  async send(records: readonly LogRecord[], signal: AbortSignal): Promise<SendResult> {
+    const rejected: Rejection[] = [];
+    let delivered = 0;
+    for (const chunk of this.#chunks(records)) {
+      const result = await this.#sendChunk(chunk.records, chunk.body, signal);
+      delivered += result.delivered;
+      rejected.push(...result.rejected);
+    }
+    return { delivered, rejected };
+  }
+
+  async close(): Promise<void> {
+    await this.#client.close();
+  }
+
+  /** Splits records into bodies of at most `maxBulkBytes` (a single larger record goes alone). */
+  *#chunks(records: readonly LogRecord[]): Generator<{ records: LogRecord[]; body: Buffer }> {
+    const w = new ByteWriter(Math.min(this.#options.maxBulkBytes, 8 * 1024 * 1024) + 4096);
+    let start = 0;
+    for (let i = 0; i < records.length; i++) {
+      const before = w.pos;
+      this.#encode(w, records[i] as LogRecord);
+      if (w.pos > this.#options.maxBulkBytes && i > start) {
+        // This record overflowed the body: send what came before it, then start with it.
+        const tail = Buffer.from(w.buf.subarray(before, w.pos));
+        yield { records: records.slice(start, i), body: Buffer.from(w.buf.subarray(0, before)) };
+        w.reset();
+        w.raw(tail);
+        start = i;
+      }
+    }
+    if (w.pos > 0) yield { records: records.slice(start), body: Buffer.from(w.bytes()) };
+  }
+
+  /** Appends the action line and the document of one record. */
+  #encode(w: ByteWriter, record: LogRecord): void {
+    w.raw(this.#action(record.origin));
+    w.ascii(record.offset.toString(36));
+    w.raw(ACTION_CLOSE);
+    this.#encoder.write(w, record);
+    w.raw(NEWLINE);
+  }
+
+  /** `{"create":{"_id":"<origin key>-` — the id is the origin key and the offset in base 36. */
+  #action(origin: Origin): Buffer {
+    let action = this.#actions.get(origin);
+    if (action === undefined) {
+      action = Buffer.from(`{"create":{"_id":"${origin.key}-`, "utf8");
+      this.#actions.set(origin, action);
+    }
+    return action;
+  }
+
+  /** Sends one body until every item is delivered or rejected. */
+  async #sendChunk(records: LogRecord[], body: Buffer, signal: AbortSignal): Promise<SendResult> {
+    const rejected: Rejection[] = [];
+    let delivered = 0;
+    let pending = records;
+    for (let attempt = 1; ; attempt++) {
+      let items: BulkItemResult[] | undefined;
+      let failure: unknown;
+      try {
+        items = await this.#post(body, pending.length, signal);
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        failure = err;
+      }
+
+      if (items !== undefined) {
+        const retry: LogRecord[] = [];
+        items.forEach((item, i) => {
+          const record = pending[i] as LogRecord;
+          if ((item.status >= 200 && item.status < 300) || item.status === 409) delivered++;
+          else if (item.status === 429 || item.status >= 500) retry.push(record);
+          else rejected.push({ record, status: item.status, reason: itemReason(item) });
+        });
+        if (retry.length === 0) return { delivered, rejected };
+        failure = new Error(`${retry.length} of ${pending.length} items answered 429 or 5xx`);
+        pending = retry;
+      }
+
+      const delayMs = backoffDelay(attempt, this.#options.retryMinMs, this.#options.retryMaxMs);
+      this.#events.retry?.({ attempt, delayMs, err: failure, records: pending.length });
+      await sleep(delayMs, signal);
+      if (items !== undefined) body = this.#body(pending);
+    }
+  }
+
+  #body(records: LogRecord[]): Buffer {
+    const w = new ByteWriter(64 * 1024);
+    for (const r of records) this.#encode(w, r);
+    return Buffer.from(w.bytes());
+  }
+
+  /** One `_bulk` request; returns the items, or throws for a failed request. */
+  async #post(body: Buffer, count: number, signal: AbortSignal): Promise<BulkItemResult[]> {
+    const response = (await this.#client.transport.request(
+      {
+        method: "POST",
+        path: this.#path,
+        bulkBody: body,
+        querystring: { filter_path: FILTER_PATH },
+      },
+      { signal, maxRetries: 0, headers: { "content-type": "application/x-ndjson" } },
+    )) as { errors?: boolean; items?: Record<string, BulkItemResult>[] };
+    if (response.errors !== true) return new Array(count).fill({ status: 201 });
+    const items = (response.items ?? []).map((item) => Object.values(item)[0] as BulkItemResult);
+    if (items.length !== count) {
+      throw new Error(`_bulk answered ${items.length} items for ${count} documents`);
+    }
+    return items;
+  }
+}
+
+const NEWLINE = Buffer.from("\n");
+
+function itemReason(item: BulkItemResult): string {
+  const e = item.error;
+  return e ? `${e.type ?? "error"}: ${e.reason ?? ""}`.trim() : `status ${item.status}`;
+}
+
+function clientOptions(o: ElasticsearchSinkOptions): ClientOptions {
+  const options: ClientOptions = {
+    node: o.nodes,
+    maxRetries: 0,
+    requestTimeout: o.requestTimeoutMs,
+    compression: false,
+  };
+  if (o.apiKey !== undefined) options.auth = { apiKey: o.apiKey };
+  else if (o.username !== undefined) {
+    options.auth = { username: o.username, password: o.password ?? "" };
+  }
+  if (o.caFile !== undefined) options.tls = { ca: readFileSync(o.caFile, "utf8") };
+  return options;
+}
