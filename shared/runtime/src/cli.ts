@@ -3,6 +3,7 @@ import {
   type Loaded,
   loadConfig,
   type Options,
+  optionsMarkdown,
   printable,
   renderOptions,
 } from "@buildpod/config";
@@ -46,6 +47,10 @@ export async function runProgram(program: Program, io: ProgramIo): Promise<numbe
     return command || rest.includes("--help") || rest.includes("-h")
       ? ExitCode.OK
       : ExitCode.CONFIG;
+  }
+  if (rest.includes("--help-markdown")) {
+    io.stdout.write(renderMarkdownOptions(program));
+    return ExitCode.OK;
   }
   if (rest.includes("--version") || rest.includes("-V")) {
     io.stdout.write(`${program.name} ${version}\n`);
@@ -304,6 +309,35 @@ export function renderHelp(program: Program, commandName?: string): string {
   lines.push("Exit codes: 0 ok, 1 failed, 2 config error, 3 incomplete, 4 input rejected,");
   lines.push("70 internal error, 130 interrupted by a second signal.");
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * The options tables of every command as Markdown, for the docs pages: `scripts/docs.ts` runs
+ * each program with `--help-markdown` and writes the result into its README, so the tables are
+ * generated from the schema and never drift from it.
+ */
+export function renderMarkdownOptions(program: Program): string {
+  const sections: string[] = [];
+  const names = Object.keys(program.commands);
+  for (const name of names) {
+    const command = program.commands[name] as Command;
+    const title =
+      names.length > 1
+        ? `\`${program.name} ${name}\` (${command.kind})`
+        : `${program.name} (${command.kind})`;
+    sections.push(
+      `#### ${title}\n\n${command.description}\n\n${optionsMarkdown(command.options, program.envPrefix)}`,
+    );
+  }
+  if (names.some((name) => program.commands[name]?.kind === "sidecar")) {
+    sections.push(
+      `#### Lifecycle options (sidecars)\n\n${optionsMarkdown(lifecycleOptions, program.envPrefix)}`,
+    );
+  }
+  sections.push(
+    `#### Common options\n\n${optionsMarkdown(commonOptions(program.envPrefix), program.envPrefix)}`,
+  );
+  return `${sections.join("\n\n")}\n`;
 }
 
 /** The entry point of a container: runs the program on the real process and exits. */

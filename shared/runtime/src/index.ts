@@ -2,7 +2,14 @@
  * @buildpod/runtime: what every container program stands on: the CLI runner (`main`), the
  * logger, exit codes, status files, the health and metrics server, and the sidecar lifecycle.
  */
-export { main, type ProgramIo, renderHelp, runProgram, version } from "./cli.ts";
+export {
+  main,
+  type ProgramIo,
+  renderHelp,
+  renderMarkdownOptions,
+  runProgram,
+  version,
+} from "./cli.ts";
 export {
   type Command,
   type CommandKind,
