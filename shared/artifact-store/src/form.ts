@@ -1,0 +1,43 @@
+import { randomBytes } from "node:crypto";
+import { Readable } from "node:stream";
+
+/**
+ * A multipart/form-data body (RFC 7578) whose length is known up front, as storage services
+ * want an exact Content-Length: the text fields first, the file part last (S3 ignores fields
+ * after the file). The file's bytes are streamed, never held in memory.
+ */
+export function formBody(
+  fields: readonly [string, string][],
+  file: { field: string; filename: string; contentType: string; size: number },
+  content: () => Readable,
+): { contentType: string; length: number; body: () => Readable } {
+  const boundary = `----buildpod${randomBytes(12).toString("hex")}`;
+  let head = "";
+  for (const [name, value] of fields) {
+    head += `--${boundary}\r\ncontent-disposition: form-data; name="${quoteName(name)}"\r\n\r\n`;
+    head += `${value}\r\n`;
+  }
+  head += `--${boundary}\r\ncontent-disposition: form-data; name="${quoteName(file.field)}"; `;
+  head += `filename="${quoteName(file.filename)}"\r\ncontent-type: ${file.contentType}\r\n\r\n`;
+  const before = Buffer.from(head, "utf8");
+  const after = Buffer.from(`\r\n--${boundary}--\r\n`, "utf8");
+
+  return {
+    contentType: `multipart/form-data; boundary=${boundary}`,
+    length: before.length + file.size + after.length,
+    body: () =>
+      Readable.from(
+        (async function* () {
+          yield before;
+          yield* content();
+          yield after;
+        })(),
+        { objectMode: false },
+      ),
+  };
+}
+
+/** The HTML form encoding of names in a disposition header: quote, CR and LF percent-encoded. */
+function quoteName(name: string): string {
+  return name.replaceAll('"', "%22").replaceAll("\r", "%0D").replaceAll("\n", "%0A");
+}

@@ -1,0 +1,174 @@
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
+import {
+  BuildkiteStore,
+  DirStore,
+  openStore,
+  parseStoreSpec,
+  resolveToken,
+  StoreError,
+  splitRanges,
+  type UploadSource,
+} from "@buildpod/artifact-store";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
+
+const fast = { attempts: 4, baseDelayMs: 20, maxDelayMs: 100 };
+
+function source(p: string, content: string | Buffer): UploadSource {
+  const buf = Buffer.from(content);
+  return {
+    path: p,
+    absolutePath: `/artifacts/${p}`,
+    size: buf.length,
+    sha1: createHash("sha1").update(buf).digest("hex"),
+    sha256: createHash("sha256").update(buf).digest("hex"),
+    contentType: "text/plain",
+    read: (start, end) => Readable.from([buf.subarray(start, end)]),
+  };
+}
+
+async function text(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+describe("buildkite store against the fake agent API", () => {
+  let bk: FakeBuildkite;
+  let store: BuildkiteStore;
+  const retries: number[] = [];
+
+  beforeAll(async () => {
+    bk = await startFakeBuildkite({ multipartThreshold: 100, partSize: 40 });
+    store = new BuildkiteStore({
+      endpoint: bk.endpoint,
+      token: bk.token,
+      jobId: bk.jobId,
+      retry: fast,
+      timeoutMs: 1_000,
+      onRetry: ({ attempt }) => retries.push(attempt),
+    });
+  });
+  afterAll(async () => {
+    await store.close();
+    await bk.close();
+  });
+  afterEach(() => {
+    retries.length = 0;
+  });
+
+  it("uploads odd names by form and finishes them", async () => {
+    const names = ["a b/ü ñ.txt", "hash#1.txt", "per%cent.txt", "new\nline.txt", 'quote".txt'];
+    const results = await store.uploadBatch(names.map((n) => source(n, `content of ${n}`)));
+    expect(results.every((r) => r.ok)).toBe(true);
+    for (const n of names) {
+      const a = bk.finished().get(n);
+      expect(a?.stored?.sha256).toBe(source(n, `content of ${n}`).sha256);
+    }
+  });
+
+  it("uploads big files in parts with their ETags", async () => {
+    const big = Buffer.alloc(250, 7);
+    big.write("start");
+    const [result] = await store.uploadBatch([source("big.bin", big)]);
+    expect(result?.ok).toBe(true);
+    const a = bk.finished().get("big.bin");
+    expect(a?.multipart?.parts).toEqual([36, 36, 36, 36, 36, 35, 35]);
+    expect(await readFile(a?.stored?.file as string)).toEqual(big);
+  });
+
+  it("retries 429, 5xx, dropped and stalled requests", async () => {
+    bk.inject({ kind: "status", status: 429, match: { method: "POST", server: "api" } });
+    bk.inject({ kind: "status", status: 502, match: { server: "storage" } });
+    bk.inject({ kind: "drop", match: { method: "PUT", server: "api" } });
+    bk.inject({ kind: "stall", match: { method: "PUT", server: "api" } });
+    const [result] = await store.uploadBatch([source("retried.txt", "x")]);
+    expect(result?.ok).toBe(true);
+    expect(retries.length).toBeGreaterThanOrEqual(4);
+  });
+
+  it("reports other 4xx at once with the server's message and never the token", async () => {
+    const bad = new BuildkiteStore({ endpoint: bk.endpoint, token: "wrong", jobId: bk.jobId });
+    const [result] = await bad.uploadBatch([source("nope.txt", "x")]);
+    await bad.close();
+    expect(result?.ok).toBe(false);
+    if (result?.ok) return;
+    expect(result.retryable).toBe(false);
+    expect(result.error.message).toMatch(/answered 401: invalid or missing job token/);
+    expect(result.error.message).not.toContain(bk.token);
+  });
+
+  it("marks an expired presigned upload retryable and reports it as error", async () => {
+    bk.presignTtlMs = -5_000;
+    const [result] = await store.uploadBatch([source("late.txt", "x")]);
+    bk.presignTtlMs = 60_000;
+    expect(result?.ok).toBe(false);
+    if (result?.ok) return;
+    expect(result.retryable).toBe(true);
+    expect(result.error.message).toMatch(/403/);
+    expect(bk.artifacts.find((a) => a.path === "late.txt")?.state).toBe("error");
+  });
+
+  it("searches with sorted parameters and downloads through the redirect", async () => {
+    await bk.seedArtifact({ path: "dist/app.js", content: "console.log(1)" });
+    const found = await store.search({ query: "dist/*.js", buildId: bk.buildId, scope: "build" });
+    expect(found.map((a) => a.path)).toEqual(["dist/app.js"]);
+    const search = bk.requests.findLast((r) => r.path.endsWith("/search"));
+    expect(search?.authorization).toBe(true);
+    expect(await text(await store.open(found[0] as never))).toBe("console.log(1)");
+    const storageGets = bk.requests.filter((r) => r.server === "storage" && r.method === "GET");
+    expect(storageGets.every((r) => !r.authorization)).toBe(true);
+  });
+
+  it("times out a stalled search and gives up after the attempts", async () => {
+    bk.inject({ kind: "stall", count: 4, match: { path: /search$/ } });
+    const err = await store.search({ query: "*", buildId: bk.buildId }).catch((e) => e);
+    expect(err).toBeInstanceOf(StoreError);
+    expect(err.message).toMatch(/timed out/);
+  });
+});
+
+describe("dir store and store selection", () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(tmpdir(), "dir-store-"));
+  });
+  afterAll(() => rm(root, { recursive: true, force: true }));
+
+  it("copies files in and finds them by glob", async () => {
+    const store = new DirStore({ root });
+    const results = await store.uploadBatch([source("a/b c.txt", "one"), source("d.log", "two")]);
+    expect(results.every((r) => r.ok)).toBe(true);
+    const found = await store.search({ query: "**/*.txt", buildId: "" });
+    expect(found.map((a) => a.path)).toEqual(["a/b c.txt"]);
+    expect(await text(await store.open(found[0] as never))).toBe("one");
+  });
+
+  it("parses store specs and refuses others", () => {
+    expect(parseStoreSpec("buildkite")).toEqual({ kind: "buildkite" });
+    expect(parseStoreSpec("dir:/x")).toEqual({ kind: "dir", root: "/x" });
+    expect(() => parseStoreSpec("s3://b")).toThrow(/expected "buildkite" or "dir:PATH"/);
+  });
+
+  it("finds the token in the value, the file, then the lifecycle dir", async () => {
+    expect(await resolveToken({ token: " t1 ", lifecycleDir: root })).toBe("t1");
+    expect(await resolveToken({ lifecycleDir: root })).toBeUndefined();
+    const err = await resolveToken({ tokenFile: path.join(root, "nope"), lifecycleDir: root })
+      .then(() => undefined)
+      .catch((e: Error) => e);
+    expect(err?.message).toMatch(/could not read the token file/);
+    expect(() => openStore({ kind: "buildkite" }, {})).toThrow(/no job token/);
+  });
+
+  it("splits parts near-equally with the remainder first", () => {
+    expect(splitRanges(10, 3)).toEqual([
+      [0, 4],
+      [4, 7],
+      [7, 10],
+    ]);
+  });
+});
