@@ -1,0 +1,525 @@
+/**
+ * A strict parser for the Prometheus text exposition format 0.0.4.
+ *
+ * npm has no parser that rejects what Prometheus, the Pushgateway and node_exporter reject (see
+ * the README), so this one checks names, escapes, numbers, TYPE and HELP placement, one group per
+ * family, duplicate label names and series, histogram buckets and summary quantiles. A file with
+ * any problem is reported whole: callers use a file only when `problems` is empty.
+ */
+
+/** The family types of the 0.0.4 format. */
+export const METRIC_TYPES = ["counter", "gauge", "histogram", "summary", "untyped"] as const;
+export type MetricType = (typeof METRIC_TYPES)[number];
+
+/** One sample line. */
+export interface Sample {
+  /** The sample name, e.g. `x_bucket` in histogram family `x`. */
+  name: string;
+  /** Label names and values, alternating, sorted by name: `[k1, v1, k2, v2]`. */
+  labels: string[];
+  /** The canonical rendering of name and labels (sorted, escaped): the series identity. */
+  series: string;
+  value: number;
+  /** The value as written when it is finite (kept so that `1.0` is not re-rendered as `1`). */
+  valueText: string;
+  /** Milliseconds since the epoch, when the line carries a timestamp. */
+  timestampMs?: number;
+  line: number;
+}
+
+/** The samples of one metric family, with its metadata. */
+export interface Family {
+  name: string;
+  type: MetricType;
+  help?: string;
+  /** The first line that mentions the family (HELP, TYPE or a sample). */
+  line: number;
+  samples: Sample[];
+}
+
+/** A problem found in a file; the file must not be used. */
+export interface ParseProblem {
+  file: string;
+  line: number;
+  /** The metric family or sample name the problem is about, when known. */
+  metric?: string;
+  message: string;
+  /** True when the file only lacks its final newline (it may still be being written). */
+  incomplete?: boolean;
+}
+
+export interface ParseResult {
+  families: Family[];
+  problems: ParseProblem[];
+  /** How many samples carry a timestamp. */
+  timestamps: number;
+}
+
+/** Stops parsing after this many problems: enough to fix a file, bounded for a garbage file. */
+const MAX_PROBLEMS = 20;
+
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+const INFINITY = /^[+-]?(?:inf|infinity)$/i;
+const TIMESTAMP = /^-?\d{1,19}$/;
+
+/** Renders a problem as `file:line: metric name: message`. */
+export function formatProblem(p: ParseProblem): string {
+  return `${p.file}:${p.line}: ${p.metric === undefined ? "" : `metric ${p.metric}: `}${p.message}`;
+}
+
+/** Parses a number the way Go's ParseFloat accepts it in the text format. */
+export function parseFloatStrict(text: string): number | undefined {
+  if (DECIMAL.test(text)) return Number(text);
+  if (INFINITY.test(text)) return text.startsWith("-") ? -Infinity : Infinity;
+  if (/^nan$/i.test(text)) return Number.NaN;
+  return undefined;
+}
+
+/** Escapes a label value for the text format (`\\`, `\"`, `\n`). */
+export function escapeLabelValue(v: string): string {
+  if (!/[\\"\n]/.test(v)) return v;
+  return v.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
+}
+
+/** The canonical series identity: `name{a="1",b="2"}` with labels sorted by name. */
+export function seriesOf(name: string, labels: string[]): string {
+  if (labels.length === 0) return name;
+  let s = `${name}{`;
+  for (let i = 0; i < labels.length; i += 2) {
+    if (i > 0) s += ",";
+    s += `${labels[i]}="${escapeLabelValue(labels[i + 1] as string)}"`;
+  }
+  return `${s}}`;
+}
+
+class LineError extends Error {}
+
+const isBlank = (c: number) => c === 0x20 || c === 0x09;
+
+/** Parses a whole file. `file` is only used to name the file in problems. */
+export function parseExposition(text: string, file: string): ParseResult {
+  return new Parser(text, file).run();
+}
+
+class Parser {
+  readonly text: string;
+  readonly file: string;
+  readonly problems: ParseProblem[] = [];
+  readonly byName = new Map<string, Family>();
+  readonly families: Family[] = [];
+  /** Families whose group has ended: seeing them again means the family is split. */
+  readonly closed = new Set<string>();
+  readonly seriesLines = new Map<string, number>();
+  /** Families that had a TYPE line. */
+  readonly typed = new Set<string>();
+  current: Family | undefined;
+  lineNo = 0;
+  metric: string | undefined;
+  timestamps = 0;
+
+  constructor(text: string, file: string) {
+    this.text = text;
+    this.file = file;
+  }
+
+  run(): ParseResult {
+    const { text } = this;
+    if (text.charCodeAt(0) === 0xfeff) {
+      this.problem(
+        1,
+        undefined,
+        "the file starts with a byte order mark; save it as UTF-8 without BOM",
+      );
+      return this.result();
+    }
+    let pos = 0;
+    while (pos < text.length && this.problems.length < MAX_PROBLEMS) {
+      this.lineNo++;
+      let end = text.indexOf("\n", pos);
+      if (end === -1) {
+        this.problems.push({
+          file: this.file,
+          line: this.lineNo,
+          message: "the last line has no final newline (the file may still be being written)",
+          incomplete: true,
+        });
+        end = text.length;
+      }
+      this.parseLine(text.slice(pos, end));
+      pos = end + 1;
+    }
+    if (this.problems.length === 0) this.checkFamilies();
+    return this.result();
+  }
+
+  private result(): ParseResult {
+    return { families: this.families, problems: this.problems, timestamps: this.timestamps };
+  }
+
+  private problem(line: number, metric: string | undefined, message: string) {
+    this.problems.push({ file: this.file, line, metric, message });
+  }
+
+  private parseLine(line: string) {
+    this.metric = undefined;
+    try {
+      if (line.endsWith("\r")) {
+        throw new LineError("the line ends with CR (Windows line ending); write LF line endings");
+      }
+      let i = 0;
+      while (i < line.length && isBlank(line.charCodeAt(i))) i++;
+      if (i === line.length) return;
+      if (line.charCodeAt(i) === 0x23) this.parseComment(line, i + 1);
+      else this.parseSample(line, i);
+    } catch (err) {
+      if (!(err instanceof LineError)) throw err;
+      this.problem(this.lineNo, this.metric, err.message);
+    }
+  }
+
+  /** `# HELP name text`, `# TYPE name type`; any other `#` line is a comment. */
+  private parseComment(line: string, start: number) {
+    const words = line.slice(start).trimStart();
+    const keyword = /^(HELP|TYPE)(?:[ \t]|$)/.exec(words)?.[1];
+    if (keyword === undefined) return;
+    const rest = words.slice(4).replace(/^[ \t]+/, "");
+    const nameEnd = rest.search(/[ \t]|$/);
+    const name = rest.slice(0, nameEnd);
+    if (name === "") throw new LineError(`# ${keyword} needs a metric name`);
+    this.metric = name;
+    if (!METRIC_NAME.test(name)) throw new LineError(invalidName(name));
+    const arg = rest.slice(nameEnd).replace(/^[ \t]+/, "");
+    const family = this.enter(name, true);
+    if (keyword === "HELP") {
+      if (family.help !== undefined) throw new LineError("a second HELP line for this metric");
+      family.help = unescapeHelp(arg);
+      return;
+    }
+    const type = arg.trimEnd();
+    if (!(METRIC_TYPES as readonly string[]).includes(type)) {
+      throw new LineError(
+        `unknown type "${type}"; expected one of ${METRIC_TYPES.join(", ")} (format 0.0.4)`,
+      );
+    }
+    if (this.typed.has(name)) throw new LineError("a second TYPE line for this metric");
+    if (family.samples.length > 0) {
+      throw new LineError(`the TYPE line comes after samples of this metric (line ${family.line})`);
+    }
+    family.type = type as MetricType;
+    this.typed.add(name);
+  }
+
+  private parseSample(line: string, start: number) {
+    let i = start;
+    const c0 = line.charCodeAt(i);
+    if (c0 === 0x7b || c0 === 0x22) {
+      throw new LineError(
+        "quoted metric names need format 1.0 or later; use [a-zA-Z_:][a-zA-Z0-9_:]*",
+      );
+    }
+    while (i < line.length && !isBlank(line.charCodeAt(i)) && line.charCodeAt(i) !== 0x7b) i++;
+    const name = line.slice(start, i);
+    this.metric = name;
+    if (!METRIC_NAME.test(name)) throw new LineError(invalidName(name));
+    while (i < line.length && isBlank(line.charCodeAt(i))) i++;
+
+    let labels: string[] = [];
+    if (line.charCodeAt(i) === 0x7b) {
+      const parsed = parseLabels(line, i + 1);
+      labels = parsed.labels;
+      i = parsed.end;
+      while (i < line.length && isBlank(line.charCodeAt(i))) i++;
+    }
+
+    const tokens = line.slice(i).split(/[ \t]+/);
+    if (tokens.at(-1) === "") tokens.pop();
+    if (tokens.length === 0 || tokens[0] === "") throw new LineError("the sample has no value");
+    if (tokens.length > 2) {
+      throw new LineError(`unexpected text after the value and timestamp: "${tokens[2]}"`);
+    }
+    const valueText = tokens[0] as string;
+    const value = parseFloatStrict(valueText);
+    if (value === undefined) {
+      throw new LineError(`"${valueText}" is not a number; expected a float, NaN, +Inf or -Inf`);
+    }
+    let timestampMs: number | undefined;
+    if (tokens.length === 2) {
+      const ts = tokens[1] as string;
+      if (!TIMESTAMP.test(ts)) {
+        throw new LineError(`"${ts}" is not a timestamp; expected integer milliseconds`);
+      }
+      timestampMs = Number(ts);
+      this.timestamps++;
+    }
+
+    const family = this.familyForSample(name);
+    const series = seriesOf(name, labels);
+    const seen = this.seriesLines.get(series);
+    if (seen !== undefined)
+      throw new LineError(`the series ${series} already appears on line ${seen}`);
+    this.seriesLines.set(series, this.lineNo);
+    family.samples.push({
+      name,
+      labels,
+      series,
+      value,
+      valueText: Number.isFinite(value) ? valueText : "",
+      timestampMs,
+      line: this.lineNo,
+    });
+  }
+
+  /** Finds the family a sample name belongs to: its own, or a histogram/summary's suffix. */
+  private familyForSample(name: string): Family {
+    let family = this.byName.get(name);
+    if (family === undefined) {
+      const base = suffixBase(name);
+      const owner = base === undefined ? undefined : this.byName.get(base.family);
+      if (owner !== undefined && base?.types.includes(owner.type)) family = owner;
+    }
+    if (family?.type === "histogram" && family.name === name) {
+      throw new LineError(
+        `histogram ${name} has samples named ${name}_bucket, _sum and _count only`,
+      );
+    }
+    return this.enter(family?.name ?? name, false);
+  }
+
+  /** Makes `name` the current family, creating it; a family seen before must still be open. */
+  private enter(name: string, metadata: boolean): Family {
+    let family = this.byName.get(name);
+    if (this.current !== undefined && this.current.name !== name) {
+      this.closed.add(this.current.name);
+    }
+    if (family === undefined) {
+      family = { name, type: "untyped", line: this.lineNo, samples: [] };
+      this.byName.set(name, family);
+      this.families.push(family);
+    } else if (this.closed.has(name)) {
+      const what = metadata ? "metadata" : "samples";
+      throw new LineError(
+        `${what} for ${name} after other metrics: all lines of a metric (from line ${family.line}) must be together`,
+      );
+    }
+    this.current = family;
+    return family;
+  }
+
+  /** Histogram bucket and summary quantile rules, checked once the whole file is read. */
+  private checkFamilies() {
+    for (const family of this.families) {
+      if (family.type === "histogram") this.checkHistogram(family);
+      else if (family.type === "summary") this.checkSummary(family);
+    }
+  }
+
+  private checkHistogram(family: Family) {
+    const groups = new Map<string, { le: number; count: number; line: number; inf?: number }>();
+    const counts = new Map<string, Sample>();
+    for (const s of family.samples) {
+      const le = labelValue(s.labels, "le");
+      const key = seriesOf("", withoutLabel(s.labels, "le"));
+      if (s.name !== `${family.name}_bucket`) {
+        if (le !== undefined)
+          this.problem(s.line, s.name, `the le label belongs on ${family.name}_bucket only`);
+        if (s.name.endsWith("_count")) counts.set(key, s);
+        continue;
+      }
+      if (le === undefined) {
+        this.problem(
+          s.line,
+          s.name,
+          'a histogram bucket needs an le label, e.g. le="0.5" or le="+Inf"',
+        );
+        continue;
+      }
+      const bound = parseFloatStrict(le);
+      if (bound === undefined || Number.isNaN(bound)) {
+        this.problem(s.line, s.name, `le="${le}" is not a number`);
+        continue;
+      }
+      const prev = groups.get(key);
+      if (prev !== undefined && bound <= prev.le) {
+        this.problem(
+          s.line,
+          s.name,
+          `bucket le="${le}" comes after a larger or equal bound (line ${prev.line}); write buckets in increasing le order`,
+        );
+        continue;
+      }
+      if (prev !== undefined && s.value < prev.count) {
+        this.problem(
+          s.line,
+          s.name,
+          `bucket le="${le}" counts fewer than the bucket before it (line ${prev.line}); buckets are cumulative`,
+        );
+      }
+      groups.set(key, {
+        le: bound,
+        count: s.value,
+        line: s.line,
+        inf: bound === Infinity ? s.value : undefined,
+      });
+    }
+    for (const [key, g] of groups) {
+      if (g.inf === undefined) {
+        this.problem(
+          g.line,
+          family.name,
+          `the histogram series ${family.name}${key} has no le="+Inf" bucket`,
+        );
+        continue;
+      }
+      const count = counts.get(key);
+      if (
+        count !== undefined &&
+        count.value !== g.inf &&
+        !(Number.isNaN(count.value) && Number.isNaN(g.inf))
+      ) {
+        this.problem(
+          count.line,
+          count.name,
+          `_count ${count.valueText} differs from the le="+Inf" bucket ${g.inf} (line ${g.line})`,
+        );
+      }
+    }
+  }
+
+  private checkSummary(family: Family) {
+    const last = new Map<string, { q: number; line: number }>();
+    for (const s of family.samples) {
+      const q = labelValue(s.labels, "quantile");
+      if (s.name !== family.name) {
+        if (q !== undefined)
+          this.problem(s.line, s.name, `the quantile label belongs on ${family.name} only`);
+        continue;
+      }
+      const value = q === undefined ? undefined : parseFloatStrict(q);
+      if (value === undefined || !(value >= 0 && value <= 1)) {
+        this.problem(
+          s.line,
+          s.name,
+          'a summary sample needs a quantile label between 0 and 1, e.g. quantile="0.99"',
+        );
+        continue;
+      }
+      const key = seriesOf("", withoutLabel(s.labels, "quantile"));
+      const prev = last.get(key);
+      if (prev !== undefined && value <= prev.q) {
+        this.problem(
+          s.line,
+          s.name,
+          `quantile="${q}" comes after a larger or equal quantile (line ${prev.line}); write quantiles in increasing order`,
+        );
+        continue;
+      }
+      last.set(key, { q: value, line: s.line });
+    }
+  }
+}
+
+/** `x_bucket` -> histogram `x`; `x_sum` / `x_count` -> histogram or summary `x`. */
+function suffixBase(name: string): { family: string; types: MetricType[] } | undefined {
+  if (name.endsWith("_bucket")) return { family: name.slice(0, -7), types: ["histogram"] };
+  if (name.endsWith("_sum")) return { family: name.slice(0, -4), types: ["histogram", "summary"] };
+  if (name.endsWith("_count"))
+    return { family: name.slice(0, -6), types: ["histogram", "summary"] };
+  return undefined;
+}
+
+function invalidName(name: string): string {
+  return `"${name}" is not a valid metric name; use [a-zA-Z_:][a-zA-Z0-9_:]*`;
+}
+
+/** HELP text escapes only `\\` and `\n` in format 0.0.4. */
+function unescapeHelp(text: string): string {
+  if (!text.includes("\\")) return text;
+  return text.replace(/\\(.?)/g, (_m, c: string) => {
+    if (c === "\\") return "\\";
+    if (c === "n") return "\n";
+    throw new LineError(
+      `invalid escape "\\${c}" in HELP text; only \\\\ and \\n are allowed (format 0.0.4)`,
+    );
+  });
+}
+
+/** Parses `a="1",b="2"}` starting after the `{`; returns sorted labels and the index after `}`. */
+function parseLabels(line: string, start: number): { labels: string[]; end: number } {
+  const pairs: [string, string][] = [];
+  let i = start;
+  for (;;) {
+    while (i < line.length && isBlank(line.charCodeAt(i))) i++;
+    if (line.charCodeAt(i) === 0x7d) break;
+    const nameStart = i;
+    while (i < line.length && /[a-zA-Z0-9_]/.test(line[i] as string)) i++;
+    const name = line.slice(nameStart, i);
+    if (!LABEL_NAME.test(name)) {
+      const found = line.slice(nameStart, nameStart + 20) || "end of line";
+      throw new LineError(`expected a label name [a-zA-Z_][a-zA-Z0-9_]* but found "${found}"`);
+    }
+    if (name.startsWith("__")) {
+      throw new LineError(`label name ${name} is reserved (names starting with __)`);
+    }
+    while (i < line.length && isBlank(line.charCodeAt(i))) i++;
+    if (line[i] !== "=") throw new LineError(`expected = after label name ${name}`);
+    i++;
+    while (i < line.length && isBlank(line.charCodeAt(i))) i++;
+    if (line[i] !== '"') throw new LineError(`expected a quoted value for label ${name}`);
+    const value = readQuoted(line, i + 1, name);
+    i = value.end;
+    if (pairs.some(([n]) => n === name)) throw new LineError(`label ${name} appears twice`);
+    pairs.push([name, value.text]);
+    while (i < line.length && isBlank(line.charCodeAt(i))) i++;
+    if (line[i] === ",") {
+      i++;
+      continue;
+    }
+    if (line[i] === "}") break;
+    throw new LineError(`expected , or } after the value of label ${name}`);
+  }
+  if (pairs.length > 1) pairs.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  return { labels: pairs.flat(), end: i + 1 };
+}
+
+/** Reads a label value after its opening quote; escapes are `\\`, `\"` and `\n`. */
+function readQuoted(line: string, start: number, label: string): { text: string; end: number } {
+  const close = line.indexOf('"', start);
+  const slash = line.indexOf("\\", start);
+  if (close !== -1 && (slash === -1 || slash > close)) {
+    return { text: line.slice(start, close), end: close + 1 };
+  }
+  let text = "";
+  for (let i = start; i < line.length; i++) {
+    const c = line[i];
+    if (c === '"') return { text, end: i + 1 };
+    if (c !== "\\") {
+      text += c;
+      continue;
+    }
+    const e = line[++i];
+    if (e === "\\" || e === '"') text += e;
+    else if (e === "n") text += "\n";
+    else {
+      throw new LineError(
+        `invalid escape "\\${e ?? ""}" in the value of label ${label}; use \\\\, \\" or \\n`,
+      );
+    }
+  }
+  throw new LineError(`the value of label ${label} has no closing quote`);
+}
+
+/** The value of label `name`, if present. */
+export function labelValue(labels: string[], name: string): string | undefined {
+  for (let i = 0; i < labels.length; i += 2) if (labels[i] === name) return labels[i + 1];
+  return undefined;
+}
+
+/** The labels without `name`. */
+export function withoutLabel(labels: string[], name: string): string[] {
+  for (let i = 0; i < labels.length; i += 2) {
+    if (labels[i] === name) return [...labels.slice(0, i), ...labels.slice(i + 2)];
+  }
+  return labels;
+}

@@ -1,0 +1,218 @@
+/**
+ * The `prometheus/` output: merged `*.prom` files rendered once per change and served as is, so
+ * a scrape costs a buffer write instead of a parse of every file (node_exporter parses on every
+ * scrape).
+ */
+import { once } from "node:events";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
+import {
+  makeSample,
+  OPENMETRICS_CONTENT_TYPE,
+  type RenderFamily,
+  renderOpenMetrics,
+  renderText,
+  TEXT_CONTENT_TYPE,
+  wantsOpenMetrics,
+} from "./exposition.ts";
+import { CONFLICT_KINDS, type Conflict, type MergedFamily, mergeFiles } from "./merge.ts";
+import { type Family, type ParseProblem, seriesOf } from "./parse.ts";
+import type { TextFile } from "./textfiles.ts";
+
+const gzipAsync = promisify(gzip);
+
+/** Names shared with node_exporter's textfile collector, so existing alerts keep working. */
+export const MTIME_METRIC = "node_textfile_mtime_seconds";
+export const SCRAPE_ERROR_METRIC = "node_textfile_scrape_error";
+export const CONFLICTS_METRIC = "metrics_exporter_textfile_conflicts";
+
+/** What an update found wrong; the caller logs it. */
+export interface UpdateReport {
+  conflicts: Conflict[];
+  problems: ParseProblem[];
+  series: number;
+}
+
+interface Body {
+  contentType: string;
+  raw: Buffer;
+  gzipped?: Promise<Buffer>;
+}
+
+/** The current exposition of a set of files, re-rendered by `update`. */
+export class ScrapeExposition {
+  private families: RenderFamily[] = [];
+  private text: Body;
+  private openMetrics: Body | undefined;
+  /** Counts scrapes served, for tests and our own metrics. */
+  scrapes = 0;
+
+  constructor() {
+    this.text = { contentType: TEXT_CONTENT_TYPE, raw: Buffer.alloc(0) };
+    this.update([], []);
+  }
+
+  /** Merges the files' families under the conflict rule and renders the text format. */
+  update(files: readonly TextFile[], listingWarnings: readonly string[]): UpdateReport {
+    const used = files.filter((f) => f.status === "ok" || f.status === "stale");
+    const reserved: Conflict[] = [];
+    const merged = mergeFiles([
+      { file: "(metrics-exporter)", families: ownFamilyStubs() },
+      ...used.map((f) => ({ file: f.path, families: withoutReserved(f, reserved) })),
+    ]);
+    merged.conflicts.unshift(...reserved);
+    const problems = files.flatMap((f) => f.problems);
+    const broken = problems.length > 0 || listingWarnings.length > 0 || merged.conflicts.length > 0;
+
+    const own = ownFamilies(used, merged.conflicts, broken);
+    this.families = merged.families.map((f) => own.get(f.name) ?? withHelp(f));
+    this.text = { contentType: TEXT_CONTENT_TYPE, raw: Buffer.from(renderText(this.families)) };
+    this.openMetrics = undefined;
+    const series = this.families.reduce((n, f) => n + f.samples.length, 0);
+    return { conflicts: merged.conflicts, problems, series };
+  }
+
+  /** The body for an Accept header (OpenMetrics rendered on first demand after a change). */
+  body(accept: string | undefined): Body {
+    if (!wantsOpenMetrics(accept)) return this.text;
+    this.openMetrics ??= {
+      contentType: OPENMETRICS_CONTENT_TYPE,
+      raw: Buffer.from(renderOpenMetrics(this.families)),
+    };
+    return this.openMetrics;
+  }
+
+  /** Handles one HTTP request: GET or HEAD of /metrics. */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+      res.end("not found: metrics are served at /metrics\n");
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD" }).end();
+      return;
+    }
+    const body = this.body(req.headers.accept);
+    let payload = body.raw;
+    const headers: Record<string, string> = { "content-type": body.contentType };
+    if (/\bgzip\b/.test(req.headers["accept-encoding"] ?? "")) {
+      // Level 1: a large exposition compresses ~5x already, and this runs once per change.
+      body.gzipped ??= gzipAsync(body.raw, { level: 1 });
+      payload = await body.gzipped;
+      headers["content-encoding"] = "gzip";
+    }
+    headers["content-length"] = String(payload.length);
+    this.scrapes++;
+    res.writeHead(200, headers);
+    res.end(req.method === "HEAD" ? undefined : payload);
+  }
+}
+
+/** A running scrape server. */
+export interface ScrapeServer {
+  /** `host:port` actually bound (the port is chosen when 0 was asked). */
+  address: string;
+  close(): Promise<void>;
+}
+
+/** Serves an exposition at `http://<host>:<port>/metrics`. */
+export async function serveScrapes(
+  exposition: ScrapeExposition,
+  listen: { host: string; port: number },
+): Promise<ScrapeServer> {
+  const server: Server = createServer((req, res) => {
+    exposition.handle(req, res).catch((err: unknown) => {
+      res.writeHead(500).end(`could not serve metrics: ${(err as Error).message}\n`);
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  server.listen(listen.port, listen.host);
+  await once(server, "listening");
+  const { address, port } = server.address() as AddressInfo;
+  return {
+    address: address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+const RESERVED = new Set([MTIME_METRIC, SCRAPE_ERROR_METRIC, CONFLICTS_METRIC]);
+
+/** Leaves out families named like our own gauges, reporting each as a type conflict. */
+function withoutReserved(f: TextFile, conflicts: Conflict[]): readonly Family[] {
+  if (!f.families.some((fam) => RESERVED.has(fam.name))) return f.families;
+  for (const fam of f.families.filter((x) => RESERVED.has(x.name))) {
+    conflicts.push({
+      kind: "type",
+      metric: fam.name,
+      file: f.path,
+      line: fam.line,
+      firstFile: "(metrics-exporter)",
+      firstLine: 0,
+      message: "this name is reserved for metrics-exporter's own gauge; the metric is left out",
+    });
+  }
+  return f.families.filter((x) => !RESERVED.has(x.name));
+}
+
+/** Placeholders so that user files cannot define our own metrics (they come first). */
+function ownFamilyStubs(): Family[] {
+  return [MTIME_METRIC, SCRAPE_ERROR_METRIC, CONFLICTS_METRIC].map((name) => ({
+    name,
+    type: "gauge",
+    line: 0,
+    samples: [],
+  }));
+}
+
+function ownFamilies(
+  used: readonly TextFile[],
+  conflicts: readonly Conflict[],
+  broken: boolean,
+): Map<string, RenderFamily> {
+  const gauge = (name: string, labels: string[], value: number) =>
+    makeSample(name, labels, value, seriesOf(name, labels));
+  const byKind = (kind: string) => conflicts.filter((c) => c.kind === kind).length;
+  return new Map<string, RenderFamily>([
+    [
+      MTIME_METRIC,
+      {
+        name: MTIME_METRIC,
+        type: "gauge",
+        help: "Unix time of the last modification of each textfile in use.",
+        samples: used.map((f) => gauge(MTIME_METRIC, ["file", f.path], f.mtimeSeconds)),
+      },
+    ],
+    [
+      SCRAPE_ERROR_METRIC,
+      {
+        name: SCRAPE_ERROR_METRIC,
+        type: "gauge",
+        help: "1 if a textfile could not be listed, read or parsed or two textfiles conflict.",
+        samples: [gauge(SCRAPE_ERROR_METRIC, [], broken ? 1 : 0)],
+      },
+    ],
+    [
+      CONFLICTS_METRIC,
+      {
+        name: CONFLICTS_METRIC,
+        type: "gauge",
+        help: "Conflicts between textfiles now resolved by the first-file-wins rule, by kind.",
+        samples: CONFLICT_KINDS.map((k) => gauge(CONFLICTS_METRIC, ["kind", k], byKind(k))),
+      },
+    ],
+  ]);
+}
+
+/** Families without HELP say where they come from (promtool and Prometheus want a HELP). */
+function withHelp(f: MergedFamily): RenderFamily {
+  if (f.help !== undefined) return f;
+  return { ...f, help: `Metric read from ${f.files.join(", ")} by metrics-exporter.` };
+}
