@@ -67,14 +67,22 @@ function flagsJson(flags: number): string {
 
 /** `},"kubernetes":{…},"buildkite":{…},"labels":{…}` — the part after the `log` object. */
 function staticFields(meta: RecordMeta): string {
-  const parts: string[] = [];
+  const fields = metaFields(meta);
+  return `}${Object.entries(fields)
+    .map(([key, value]) => `,${JSON.stringify(key)}:${JSON.stringify(value)}`)
+    .join("")}`;
+}
+
+/** The job's static fields as nested objects (`kubernetes`, `buildkite`, `labels`), empty ones left out. */
+export function metaFields(meta: RecordMeta): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
   const k = meta.kubernetes ?? {};
   const kube = compact({
     namespace: k.namespace,
     pod: compact({ name: k.podName }),
     container: compact({ name: k.containerName }),
   });
-  if (kube) parts.push(`"kubernetes":${JSON.stringify(kube)}`);
+  if (kube) out.kubernetes = kube;
   const b = meta.buildkite ?? {};
   const bk = compact({
     job_id: b.jobId,
@@ -83,11 +91,9 @@ function staticFields(meta: RecordMeta): string {
     step_key: b.stepKey,
     organization: b.organization,
   });
-  if (bk) parts.push(`"buildkite":${JSON.stringify(bk)}`);
-  if (meta.labels && Object.keys(meta.labels).length > 0) {
-    parts.push(`"labels":${JSON.stringify(meta.labels)}`);
-  }
-  return `}${parts.map((p) => `,${p}`).join("")}`;
+  if (bk) out.buildkite = bk;
+  if (meta.labels && Object.keys(meta.labels).length > 0) out.labels = meta.labels;
+  return out;
 }
 
 /** The object without undefined or empty values, or undefined when nothing is left. */

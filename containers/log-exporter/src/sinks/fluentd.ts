@@ -12,6 +12,7 @@
 // deduplicate, so a chunk that was stored but whose ack was lost is sent twice (at least once).
 import { readFileSync } from "node:fs";
 import { EventTime, FluentClient, type FluentClientOptions } from "@fluent-org/logger";
+import { metaFields } from "../document.ts";
 import { FLAG_NAMES, type LogRecord, type RecordMeta, recordId } from "../record.ts";
 import { backoffDelay, sleep } from "../retry.ts";
 import type { SendResult, Sink, SinkEvents } from "./sink.ts";
@@ -92,18 +93,12 @@ export class FluentdSink implements Sink {
 /** `kubernetes.*`, `buildkite.*` and labels as flat dotted keys, the usual fluentd shape. */
 function staticFields(meta: RecordMeta): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const put = (key: string, value: string | undefined) => {
-    if (value !== undefined && value !== "") out[key] = value;
+  const flatten = (prefix: string, value: unknown) => {
+    if (value !== null && typeof value === "object" && prefix !== "labels") {
+      for (const [k, v] of Object.entries(value)) flatten(`${prefix}.${k}`, v);
+    } else out[prefix] = value;
   };
-  put("kubernetes.namespace", meta.kubernetes?.namespace);
-  put("kubernetes.pod.name", meta.kubernetes?.podName);
-  put("kubernetes.container.name", meta.kubernetes?.containerName);
-  put("buildkite.job_id", meta.buildkite?.jobId);
-  put("buildkite.build_id", meta.buildkite?.buildId);
-  put("buildkite.pipeline", meta.buildkite?.pipeline);
-  put("buildkite.step_key", meta.buildkite?.stepKey);
-  put("buildkite.organization", meta.buildkite?.organization);
-  if (meta.labels && Object.keys(meta.labels).length > 0) out.labels = meta.labels;
+  for (const [key, value] of Object.entries(metaFields(meta))) flatten(key, value);
   return out;
 }
 
