@@ -1,10 +1,10 @@
 #!/bin/sh
 # Downloads one buildkite-agent release for one architecture, checks it against the SHA256SUMS
-# file published with the release, and installs it under OUT_DIR:
+# file published with the release, and installs it into OUT_DIR:
 #
-#   OUT_DIR/usr/local/bin/buildkite-agent            the agent binary (mode 0755)
-#   OUT_DIR/usr/local/share/buildkite-agent/VERSION  the release version, one line
-#   OUT_DIR/usr/local/share/buildkite-agent/SHA256   "<sha256>  buildkite-agent" of the binary
+#   OUT_DIR/buildkite-agent  the agent binary (mode 0755)
+#   OUT_DIR/VERSION          the release version, one line (agent-injector logs and records it)
+#   OUT_DIR/SHA256           "<sha256>  buildkite-agent", the binary's own checksum
 #
 # usage: fetch-buildkite-agent.sh VERSION ARCH OUT_DIR
 #   VERSION  release without the leading v, e.g. 3.137.0
@@ -63,8 +63,8 @@ fi
 
 # Release tarballs hold ./buildkite-agent plus sample config and hooks; only the binary is kept.
 tar -xzf "$tarball" ./buildkite-agent
-mkdir -p "$out/usr/local/bin" "$out/usr/local/share/buildkite-agent"
-install -m 0755 buildkite-agent "$out/usr/local/bin/buildkite-agent"
-printf '%s\n' "$version" >"$out/usr/local/share/buildkite-agent/VERSION"
-(cd "$out/usr/local/bin" && sha256sum buildkite-agent) >"$out/usr/local/share/buildkite-agent/SHA256"
+mkdir -p "$out"
+install -m 0755 buildkite-agent "$out/buildkite-agent"
+printf '%s\n' "$version" >"$out/VERSION"
+(cd "$out" && sha256sum buildkite-agent) >"$out/SHA256"
 echo "fetched buildkite-agent $version for linux/$arch, sha256 verified"
