@@ -157,3 +157,72 @@ function canConnect(port: number): Promise<boolean> {
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
+
+/**
+ * Smart HTTP on 127.0.0.1 through the real `git http-backend` (CGI), refusing any request
+ * without the expected Authorization header, and recording the headers it saw.
+ */
+export class HttpGitServer {
+  readonly base: string;
+  readonly expectedAuth: string;
+  readonly seenAuth: string[] = [];
+  port = 0;
+  private server?: import("node:http").Server;
+  constructor(base: string, expectedAuth: string) {
+    this.base = base;
+    this.expectedAuth = expectedAuth;
+  }
+
+  url(name: string): string {
+    return `http://127.0.0.1:${this.port}/${name}.git`;
+  }
+
+  async start(): Promise<void> {
+    const { createServer: createHttp } = await import("node:http");
+    this.server = createHttp((req, res) => {
+      this.seenAuth.push(req.headers.authorization ?? "");
+      if (req.headers.authorization !== this.expectedAuth) {
+        res.writeHead(401, { "WWW-Authenticate": 'Basic realm="test"' }).end();
+        return;
+      }
+      const [path = "", query = ""] = (req.url ?? "").split("?");
+      const cgi = spawn("git", ["http-backend"], {
+        env: {
+          PATH: process.env.PATH,
+          GIT_PROJECT_ROOT: this.base,
+          GIT_HTTP_EXPORT_ALL: "1",
+          PATH_INFO: decodeURIComponent(path),
+          QUERY_STRING: query,
+          REQUEST_METHOD: req.method,
+          CONTENT_TYPE: req.headers["content-type"] ?? "",
+          HTTP_CONTENT_ENCODING: req.headers["content-encoding"] ?? "",
+          HTTP_GIT_PROTOCOL: String(req.headers["git-protocol"] ?? ""),
+        },
+      });
+      req.pipe(cgi.stdin);
+      const chunks: Buffer[] = [];
+      cgi.stdout.on("data", (c: Buffer) => chunks.push(c));
+      cgi.on("close", () => {
+        const out = Buffer.concat(chunks);
+        const split = out.indexOf("\r\n\r\n");
+        const head = out.subarray(0, split).toString("latin1");
+        const headers: Record<string, string> = {};
+        let status = 200;
+        for (const line of head.split("\r\n")) {
+          const [k = "", v = ""] = line.split(/:\s*(.*)/s);
+          if (k.toLowerCase() === "status") status = Number.parseInt(v, 10);
+          else if (k) headers[k] = v;
+        }
+        res.writeHead(status, headers).end(out.subarray(split + 4));
+      });
+    });
+    await new Promise<void>((r) => this.server?.listen(0, "127.0.0.1", r));
+    const addr = this.server.address();
+    this.port = typeof addr === "object" && addr ? addr.port : 0;
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise((r) => this.server?.close(r));
+  }
+}
