@@ -13,6 +13,9 @@
  */
 import { type Family, labelValue, withoutLabel } from "./parse.ts";
 
+/** What the mapping needs of a family (parsed or merged). */
+export type SourceFamily = Pick<Family, "name" | "type" | "samples">;
+
 /** One Datadog point ready to send. */
 export interface DatadogPoint {
   metric: string;
@@ -61,7 +64,7 @@ export function datadogTag(key: string, value: string): string {
 }
 
 /** Maps merged families to Datadog points. */
-export function toDatadog(families: Iterable<Family>, opts: MappingOptions): Mapped {
+export function toDatadog(families: Iterable<SourceFamily>, opts: MappingOptions): Mapped {
   const out: Mapped = { points: [], cumulative: [], skipped: [] };
   const prefix = opts.namespace === "" ? "" : `${datadogName(opts.namespace)}.`;
   for (const f of families) {
@@ -87,7 +90,7 @@ export function toDatadog(families: Iterable<Family>, opts: MappingOptions): Map
 }
 
 function mapSample(
-  f: Family,
+  f: SourceFamily,
   base: string,
   name: string,
   labels: string[],

@@ -4,9 +4,14 @@
  * changes. Counts send only their increases.
  */
 import { EventEmitter } from "node:events";
-import { CountTracker, type DatadogPoint, type MappingOptions, toDatadog } from "./datadog.ts";
+import {
+  CountTracker,
+  type DatadogPoint,
+  type MappingOptions,
+  type SourceFamily,
+  toDatadog,
+} from "./datadog.ts";
 import type { DatadogSink, SendResult } from "./datadog-sinks.ts";
-import type { Family } from "./parse.ts";
 
 export interface ForwarderEvents {
   /** One send cycle ended (whatever its result). */
@@ -40,7 +45,7 @@ export class DatadogForwarder extends EventEmitter<ForwarderEvents> {
   private readonly counts = new CountTracker();
   private readonly warned = new Set<string>();
   private readonly stop = new AbortController();
-  private families: readonly Family[] | undefined;
+  private families: readonly SourceFamily[] | undefined;
   /** Increases that failed last time and must be sent again (they are not committed yet). */
   private pendingUndelivered = 0;
   private debounce: NodeJS.Timeout | undefined;
@@ -58,7 +63,7 @@ export class DatadogForwarder extends EventEmitter<ForwarderEvents> {
   }
 
   /** The files' merged families changed. */
-  update(families: readonly Family[]): void {
+  update(families: readonly SourceFamily[]): void {
     this.families = families;
     if (this.debounce !== undefined) return;
     this.debounce = setTimeout(() => {

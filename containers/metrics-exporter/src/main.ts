@@ -1,10 +1,10 @@
 import { main } from "@buildpod/runtime";
+import { runCommand } from "./run.ts";
 
-// Placeholder until the container lands: --help says so and a run exits 1.
 main({
   name: "metrics-exporter",
-  description: "see README.md",
+  description: "push, serve and forward the Prometheus metrics files a job writes",
   envPrefix: "METRICS_EXPORTER",
-  commands: {},
-  notBuilt: "this container is being built; see its issue",
+  commands: { run: runCommand },
+  defaultCommand: "run",
 });

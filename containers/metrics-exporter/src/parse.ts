@@ -166,6 +166,7 @@ class Parser {
     this.metric = undefined;
     try {
       if (line.endsWith("\r")) {
+        this.metric = /^[ \t]*(?:#[ \t]*(?:HELP|TYPE)[ \t]+)?([^\s{]+)/.exec(line)?.[1];
         throw new LineError("the line ends with CR (Windows line ending); write LF line endings");
       }
       let i = 0;

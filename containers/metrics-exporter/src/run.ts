@@ -1,0 +1,190 @@
+/**
+ * `metrics-exporter`: turns the options into an Exporter, runs it until the workload finished,
+ * drains it, and reports.
+ */
+import { readFileSync } from "node:fs";
+import { ConfigError, type ConfigOf, loadDocument, type Problem } from "@buildpod/config";
+import { defineCommand, type RunContext } from "@buildpod/runtime";
+import { options, type PushFile, pushFileSchema } from "./config.ts";
+import { datadogTag } from "./datadog.ts";
+import { DatadogApiSink, type DatadogSink, DogStatsdSink, seriesUrl } from "./datadog-sinks.ts";
+import { Exporter, type ExporterOptions } from "./exporter.ts";
+import type { PushTarget } from "./pushgateway.ts";
+
+type Config = ConfigOf<typeof options>;
+
+export const runCommand = defineCommand({
+  description: "push, serve and forward the metrics files the job writes",
+  kind: "sidecar",
+  options,
+  async run(ctx) {
+    const exporter = new Exporter(exporterOptions(ctx));
+    try {
+      await exporter.start();
+      const finished = await ctx.lifecycle.finished;
+      ctx.logger.info({ reason: finished.reason }, `draining: ${finished.detail}`);
+      const outcome = await exporter.drain(ctx.lifecycle.drainSignal());
+      return outcome;
+    } finally {
+      await exporter.close();
+    }
+  },
+});
+
+/** Builds the exporter's options; every configuration problem is reported at once. */
+export function exporterOptions(ctx: RunContext<Config>): ExporterOptions {
+  const { config, env } = ctx;
+  const problems: Problem[] = [];
+  const opts: ExporterOptions = {
+    root: config.root,
+    incompleteGraceMs: config.incompleteGrace,
+    rescanIntervalMs: config.rescanInterval,
+    logger: ctx.logger,
+    metrics: ctx.metrics,
+  };
+  if (config.listen !== undefined) opts.serve = parseListen(config.listen);
+  if (config.pushConfig !== undefined) {
+    const file = loadDocument(config.pushConfig, pushFileSchema);
+    opts.push = pushOptions(file, config, env, problems);
+  }
+  if (config.datadog !== "off") {
+    opts.datadog = {
+      sink: datadogSink(config, problems, (err) =>
+        ctx.logger.warn({ err }, `could not send to dogstatsd: ${err.message}`),
+      ),
+      mapping: {
+        namespace: config.datadogNamespace,
+        tags: [...config.datadogTags, ...contextTags(config.datadogContextTags, env)],
+      },
+      intervalMs: config.datadogInterval,
+    };
+  }
+  if (!opts.serve && !opts.push && !opts.datadog) {
+    problems.push({
+      key: "listen",
+      expected: "at least one output: --listen ADDR, --push-config FILE or --datadog MODE",
+      hint: "with none of them the sidecar would have nothing to do",
+    });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return opts;
+}
+
+/** `HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces). */
+function parseListen(listen: string): { host: string; port: number } {
+  const at = listen.lastIndexOf(":");
+  const host = listen.slice(0, at).replace(/^\[(.*)\]$/, "$1");
+  return { host: host === "" ? "0.0.0.0" : host, port: Number(listen.slice(at + 1)) };
+}
+
+function pushOptions(
+  file: PushFile,
+  config: Config,
+  env: RunContext<Config>["env"],
+  problems: Problem[],
+): ExporterOptions["push"] {
+  const pg = file.pushgateway;
+  const path = config.pushConfig as string;
+  const readSecret = (key: string, name: string) => {
+    try {
+      return readFileSync(name, "utf8").trim();
+    } catch (err) {
+      problems.push({
+        key: `pushgateway.${key}`,
+        source: { kind: "file", name: path },
+        expected: "a readable file",
+        received: `${name} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      });
+      return "";
+    }
+  };
+  const grouping = Object.entries(pg.grouping).map(
+    ([label, from]) => [label, groupingValue(from, env)] as const,
+  );
+  const target: PushTarget = {
+    url: pg.url,
+    job: pg.job,
+    grouping,
+    timeoutMs: pg.timeout,
+    ca: pg.caFile === undefined ? undefined : readSecret("caFile", pg.caFile),
+    basicAuth:
+      pg.basicAuth === undefined
+        ? undefined
+        : {
+            username: pg.basicAuth.username,
+            password: readSecret("basicAuth.passwordFile", pg.basicAuth.passwordFile),
+          },
+  };
+  return {
+    target,
+    debounceMs: config.pushDebounce,
+    retention: pg.retention,
+    deleteAfterMs: pg.deleteAfter,
+  };
+}
+
+/** A grouping value from the job env: the first set variable, a fixed value, or empty. */
+function groupingValue(
+  from: PushFile["pushgateway"]["grouping"][string],
+  env: RunContext<Config>["env"],
+): string {
+  if (typeof from === "object" && !Array.isArray(from)) return from.value;
+  const names = Array.isArray(from) ? from : [from];
+  for (const name of names) {
+    const value = env[name];
+    if (value !== undefined && value !== "") return value;
+  }
+  return "";
+}
+
+function contextTags(specs: readonly string[], env: RunContext<Config>["env"]): string[] {
+  const tags: string[] = [];
+  for (const spec of specs) {
+    const [tag, name] = spec.split("=") as [string, string];
+    const value = env[name];
+    if (value !== undefined && value !== "") tags.push(datadogTag(tag, value));
+  }
+  return tags;
+}
+
+function datadogSink(
+  config: Config,
+  problems: Problem[],
+  onError: (err: Error) => void,
+): DatadogSink {
+  if (config.datadog === "api") {
+    if (config.datadogApiKey === undefined) {
+      problems.push({
+        key: "datadogApiKey",
+        expected:
+          "an API key for --datadog api: DD_API_KEY, DD_API_KEY via a secret, or --datadog-api-key-file",
+      });
+    }
+    return new DatadogApiSink({
+      url: config.datadogApiUrl ?? seriesUrl(config.datadogSite),
+      apiKey: config.datadogApiKey ?? "",
+      timeoutMs: config.datadogTimeout,
+    });
+  }
+  let host = config.datadogAgentHost;
+  let port = config.datadogDogstatsdPort;
+  const url = config.datadogDogstatsdUrl;
+  if (url !== undefined && url !== "") {
+    const match = /^udp:\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(url);
+    if (match === null) {
+      problems.push({
+        key: "datadogDogstatsdUrl",
+        source: { kind: "env", name: "DD_DOGSTATSD_URL" },
+        expected: "udp://HOST:PORT",
+        received: url,
+        hint: url.startsWith("unix")
+          ? "DogStatsD over a Unix socket is not supported (it needs a native addon); use the Agent's UDP port or --datadog api"
+          : undefined,
+      });
+    } else {
+      host = (match[1] as string).replace(/^\[(.*)\]$/, "$1");
+      port = match[2] === undefined ? 8125 : Number(match[2]);
+    }
+  }
+  return new DogStatsdSink({ host, port, onError });
+}
