@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: [
       "shared/*/test/**/*.test.ts",
+      "cli/test/**/*.test.ts",
       "containers/*/test/**/*.test.ts",
       "examples/*/test/**/*.test.ts",
       "test/**/*.test.ts",

@@ -125,6 +125,8 @@ async function runCommand(run: Run): Promise<number> {
       hardStop.resolve(ExitCode.INTERRUPTED);
     },
   });
+  // The first line every container prints: signal handlers are in place from here on.
+  logger.info({ command: commandName, kind: command.kind, version }, "starting");
   // Init and tool commands stop their work on the first signal; sidecars drain instead.
   if (command.kind !== "sidecar")
     lifecycle.finished.then(
