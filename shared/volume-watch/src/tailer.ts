@@ -1,6 +1,17 @@
 import { EventEmitter } from "node:events";
-import type { TreeWatcherOptions } from "./tree-watcher.ts";
-import type { LineBatch, TailFileEvent, VolumeWatchWarning } from "./types.ts";
+import { stat } from "node:fs/promises";
+import { AckTrack } from "./ack-track.ts";
+import {
+  type Checkpoint,
+  CheckpointStore,
+  FINGERPRINT_BYTES,
+  type Fingerprint,
+  fingerprintOf,
+} from "./checkpoints.ts";
+import { errorCode } from "./safety.ts";
+import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LINE_BYTES, TailReader } from "./tail-reader.ts";
+import { TreeWatcher, type TreeWatcherOptions } from "./tree-watcher.ts";
+import type { FileInfo, LineBatch, TailFileEvent, VolumeWatchWarning } from "./types.ts";
 
 /** Options of `Tailer`. */
 export interface TailerOptions extends TreeWatcherOptions {
@@ -10,16 +21,20 @@ export interface TailerOptions extends TreeWatcherOptions {
    */
   checkpointFile?: string;
   /**
-   * Byte budget of lines handed out but not yet acknowledged, plus partial lines held back.
-   * While it is reached, reading pauses (`next()` waits for `ack`). Soft: one read may pass it
-   * by at most `chunkSize`. Default 16 MiB.
+   * Byte budget of lines handed out but not yet acknowledged. While it is reached, reading
+   * pauses (`next()` waits for `ack`). Soft: one read may pass it by at most `chunkSize` plus
+   * `maxLineBytes`. Partial lines held back add at most `maxLineBytes` per open file.
+   * Default 16 MiB.
    */
   maxBufferedBytes?: number;
   /** Bytes read per turn from one file. Default 1 MiB. */
   chunkSize?: number;
   /** Longest line delivered in one piece; longer ones are split. Default 256 KiB. */
   maxLineBytes?: number;
-  /** Where to start a file that has no checkpoint. Default "beginning". */
+  /**
+   * Where to start a file found by the first scan that has no checkpoint. Files appearing
+   * later are always read from their beginning. Default "beginning".
+   */
   startAt?: "beginning" | "end";
   /** Milliseconds between checks of open files for growth, rotation, deletion. Default 1 000. */
   pollIntervalMs?: number;
@@ -34,11 +49,11 @@ export interface TailerOptions extends TreeWatcherOptions {
 
 /** Counters and gauges of a `Tailer`, for logs and metrics. */
 export interface TailerStats {
-  /** Bytes handed out and not yet acknowledged, plus partial lines held: what the budget caps. */
+  /** Bytes handed out and not yet acknowledged, plus partial lines held back. */
   bufferedBytes: number;
-  /** Bytes handed out and not yet acknowledged. */
+  /** Bytes handed out and not yet acknowledged: what `maxBufferedBytes` caps. */
   unackedBytes: number;
-  /** True while reading is paused because `bufferedBytes` reached `maxBufferedBytes`. */
+  /** True while reading is paused because `unackedBytes` reached `maxBufferedBytes`. */
   paused: boolean;
   /** Number of files open for tailing. */
   files: number;
@@ -55,11 +70,47 @@ export interface TailerEvents {
   warning: [warning: VolumeWatchWarning];
 }
 
+/** One open file. */
+interface Tailed {
+  reader: TailReader;
+  path: string;
+  absolutePath: string;
+  id: string;
+  dev: string;
+  ino: string;
+  track: AckTrack;
+  fingerprint: Fingerprint;
+  /** A read may find new bytes (set by events and polls, cleared at end of file). */
+  hasData: boolean;
+  /** When the file stopped being reachable at its path (deleted, rotated away). */
+  detachedAt?: number;
+  /** The file this one replaced at its path: read that to its end first. */
+  predecessor?: Tailed;
+  reachedEnd: boolean;
+  closed: boolean;
+}
+
+interface Issued {
+  file: Tailed;
+  track: AckTrack;
+  entry: ReturnType<AckTrack["add"]>;
+}
+
+const DEFAULTS = {
+  maxBufferedBytes: 16 * 1024 * 1024,
+  pollIntervalMs: 1_000,
+  checkpointIntervalMs: 1_000,
+  rotateWaitMs: 5_000,
+};
+
 /**
  * Tails every file of a tree as lines, with checkpoints committed only on acknowledgement and
  * a byte budget that pauses reading while the consumer is behind. Pull batches with `next()`
  * or `for await`; acknowledge each delivered batch (or a prefix of it) with `ack`, in any
  * order; the checkpoint moves to the highest contiguously acknowledged offset of each file.
+ *
+ * Files are keyed by identity (dev:inode), not path: a file renamed to another included path
+ * goes on being read where it was, and one reachable by two paths is read once.
  *
  * ```ts
  * const tailer = new Tailer({ root: "/logs", include: ["**\/*.log"], checkpointFile });
@@ -71,22 +122,87 @@ export interface TailerEvents {
  * ```
  */
 export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<LineBatch> {
+  private readonly options: TailerOptions;
+  private readonly settings: typeof DEFAULTS & { chunkSize: number; maxLineBytes: number };
+  private readonly tree: TreeWatcher;
+  private readonly store?: CheckpointStore;
+  private readonly scratch: Buffer;
+  private readonly files = new Map<string, Tailed>(); // by id
+  private readonly byPath = new Map<string, Tailed>();
+  private readonly issued = new WeakMap<LineBatch, Issued>();
+  private readonly pathQueues = new Map<string, Promise<void>>();
+  private restored = new Map<string, Checkpoint>();
+  private initialScan = true;
+  private cursor = 0;
+  private unacked = 0;
+  private bytesRead = 0;
+  private linesRead = 0;
+  private paused = false;
+  private dirty = false;
+  private draining = false;
+  private drainScan?: Promise<void>;
+  private ended = false;
+  private closed = false;
+  private wakeUp?: () => void;
+  // A wake with nobody waiting yet (it came during a read) is kept for the next wait.
+  private signalled = false;
+  private pulling: Promise<unknown> = Promise.resolve();
+  private saving: Promise<void> = Promise.resolve();
+  private pollTimer?: NodeJS.Timeout;
+  private checkpointTimer?: NodeJS.Timeout;
+
   constructor(options: TailerOptions) {
     super();
-    void options;
-    throw new Error("volume-watch: Tailer is not implemented yet");
+    this.options = options;
+    this.settings = {
+      maxBufferedBytes: positive(options, "maxBufferedBytes", DEFAULTS.maxBufferedBytes),
+      pollIntervalMs: positive(options, "pollIntervalMs", DEFAULTS.pollIntervalMs),
+      checkpointIntervalMs: positive(
+        options,
+        "checkpointIntervalMs",
+        DEFAULTS.checkpointIntervalMs,
+      ),
+      rotateWaitMs: positive(options, "rotateWaitMs", DEFAULTS.rotateWaitMs, true),
+      chunkSize: positive(options, "chunkSize", DEFAULT_CHUNK_SIZE),
+      maxLineBytes: positive(options, "maxLineBytes", DEFAULT_MAX_LINE_BYTES),
+    };
+    // One read buffer for all files: reads happen one at a time, so memory does not grow with
+    // the number of files tailed.
+    this.scratch = Buffer.allocUnsafe(this.settings.chunkSize + this.settings.maxLineBytes);
+    this.tree = new TreeWatcher(options);
+    if (options.checkpointFile) {
+      this.store = new CheckpointStore(options.checkpointFile, (w) => this.emit("warning", w));
+    }
+    this.tree.on("add", (f) => this.onFound(f));
+    this.tree.on("change", (f) => this.onFound(f));
+    this.tree.on("unlink", (f) => this.onGone(f.path, f.id));
+    this.tree.on("warning", (w) => this.emit("warning", w));
   }
 
   /** Restores checkpoints, starts watching, opens the files found. */
-  async start(): Promise<void> {}
+  async start(): Promise<void> {
+    if (this.store) this.restored = await this.store.load();
+    await this.tree.start();
+    await this.settled();
+    // Checkpoints of files that no longer exist are dropped with the next write.
+    this.initialScan = false;
+    this.restored.clear();
+    this.dirty = true;
+    this.pollTimer = setInterval(() => this.poll(), this.settings.pollIntervalMs).unref();
+    this.checkpointTimer = setInterval(() => {
+      if (this.dirty) void this.checkpoint();
+    }, this.settings.checkpointIntervalMs).unref();
+  }
 
   /**
    * The next batch of lines from any file (files take turns, one chunk each). Waits while no
    * file has new data or while the budget is used up. Returns `undefined` once the drain has
-   * delivered everything (or after `close`).
+   * delivered everything (or after `close`). Concurrent calls are served one after another.
    */
-  async next(): Promise<LineBatch | undefined> {
-    return undefined;
+  next(): Promise<LineBatch | undefined> {
+    const result = this.pulling.then(() => this.pull());
+    this.pulling = result.catch(() => undefined);
+    return result;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<LineBatch> {
@@ -101,34 +217,458 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
   /**
    * Acknowledges delivery of `batch` up to `upTo` (a line's `offset`; default the whole batch).
    * Acks may come in any order across batches; each file's checkpoint commits the highest
-   * offset below which everything is acknowledged.
+   * offset below which everything is acknowledged. Acking twice is harmless.
+   * @throws when `batch` was not handed out by this tailer
    */
-  ack(batch: LineBatch, upTo?: number): void {
-    void batch;
-    void upTo;
+  ack(batch: LineBatch, upTo: number = batch.endOffset): void {
+    const issued = this.issued.get(batch);
+    if (!issued) {
+      throw new Error(
+        "could not acknowledge a batch: it was not handed out by this tailer; pass the batch object next() returned",
+      );
+    }
+    const before = issued.track.committed;
+    this.unacked -= issued.track.ack(issued.entry, upTo);
+    if (issued.track.committed !== before && issued.track === issued.file.track) this.dirty = true;
+    this.wake();
   }
 
   /**
    * Starts the drain: one final rescan, every file read to its current end, partial last lines
    * delivered (flagged `NO_NEWLINE`); then `next()` returns `undefined`.
    */
-  drain(): void {}
+  drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.drainScan = this.tree
+      .rescan()
+      .catch((err) =>
+        this.warn("watch-error", `could not rescan for the drain: ${String(err)}`, undefined, err),
+      )
+      .then(() => this.settled())
+      .then(() => {
+        for (const f of this.files.values()) f.hasData = true;
+      });
+    this.wake();
+  }
 
-  /** Writes the checkpoint file now (if configured). */
-  async checkpoint(): Promise<void> {}
+  /** Writes the checkpoint file now (if configured); resolves when written. */
+  checkpoint(): Promise<void> {
+    this.saving = this.saving.then(() => this.save());
+    return this.saving;
+  }
 
   /** Current counters, see `TailerStats`. */
   stats(): TailerStats {
+    let pending = 0;
+    let open = 0;
+    for (const f of this.files.values()) {
+      if (f.closed) continue;
+      open++;
+      pending += f.reader.pendingBytes;
+    }
     return {
-      bufferedBytes: 0,
-      unackedBytes: 0,
-      paused: false,
-      files: 0,
-      bytesRead: 0,
-      linesRead: 0,
+      bufferedBytes: this.unacked + pending,
+      unackedBytes: this.unacked,
+      paused: this.paused,
+      files: open,
+      bytesRead: this.bytesRead,
+      linesRead: this.linesRead,
     };
   }
 
   /** Stops everything, writes the final checkpoint and closes all files. Idempotent. */
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.pollTimer);
+    clearInterval(this.checkpointTimer);
+    this.wake();
+    await this.tree.close();
+    await this.settled();
+    await this.checkpoint();
+    for (const f of this.files.values()) await this.closeFile(f, false);
+  }
+
+  // --- reading -----------------------------------------------------------------------------
+
+  private async pull(): Promise<LineBatch | undefined> {
+    for (;;) {
+      if (this.closed || this.ended) return undefined;
+      if (this.unacked >= this.settings.maxBufferedBytes) {
+        this.paused = true;
+        await this.waitForWake();
+        continue;
+      }
+      this.paused = false;
+      const batch = await this.readSome();
+      if (batch) return batch;
+      if (this.draining) {
+        await this.drainScan;
+        const more = (await this.readSome()) ?? (await this.flushOne());
+        if (more) return more;
+        this.ended = true;
+        return undefined;
+      }
+      await this.waitForWake();
+    }
+  }
+
+  // Gives each file with possible new data one read, starting after the last file served.
+  private async readSome(): Promise<LineBatch | undefined> {
+    const order = [...this.files.values()];
+    for (let i = 0; i < order.length; i++) {
+      const file = order[(this.cursor + i) % order.length];
+      if (file.closed || !file.hasData || this.waitsForPredecessor(file)) continue;
+      const batch = await this.readFile(file);
+      if (batch) {
+        this.cursor = (this.cursor + i + 1) % Math.max(1, order.length);
+        return batch;
+      }
+    }
+    return undefined;
+  }
+
+  private async readFile(file: Tailed): Promise<LineBatch | undefined> {
+    let batch: LineBatch | null;
+    try {
+      batch = await file.reader.read();
+    } catch (err) {
+      this.warn(
+        "unreadable",
+        `could not read ${file.path}: ${String(err)}; stopped tailing it`,
+        file.path,
+        err,
+      );
+      await this.closeFile(file, false);
+      return undefined;
+    }
+    if (batch === null) {
+      file.hasData = false;
+      file.reachedEnd = true;
+      if (this.shouldClose(file)) return this.finish(file);
+      return undefined;
+    }
+    file.reachedEnd = false;
+    this.bytesRead += batch.endOffset - batch.startOffset;
+    return batch.lines.length > 0 ? this.issue(file, batch) : undefined;
+  }
+
+  private issue(file: Tailed, batch: LineBatch): LineBatch {
+    batch.path = file.path;
+    const entry = file.track.add(batch.startOffset, batch.endOffset);
+    this.issued.set(batch, { file, track: file.track, entry });
+    this.unacked += batch.endOffset - batch.startOffset;
+    this.linesRead += batch.lines.length;
+    return batch;
+  }
+
+  // A detached file at its end: deliver its partial last line (nobody will complete it) and
+  // close it.
+  private async finish(file: Tailed): Promise<LineBatch | undefined> {
+    const last = file.reader.flush();
+    await this.closeFile(file, true);
+    return last ? this.issue(file, last) : undefined;
+  }
+
+  // The drain's last step: partial last lines, one file at a time.
+  private async flushOne(): Promise<LineBatch | undefined> {
+    for (const file of this.files.values()) {
+      if (file.closed) continue;
+      const last = file.reader.flush();
+      if (last) return this.issue(file, last);
+    }
+    return undefined;
+  }
+
+  private shouldClose(file: Tailed): boolean {
+    if (file.reader.deleted) return true;
+    if (file.detachedAt === undefined) return false;
+    if (this.draining) return true;
+    return performance.now() - file.detachedAt >= this.settings.rotateWaitMs;
+  }
+
+  private waitsForPredecessor(file: Tailed): boolean {
+    const before = file.predecessor;
+    if (!before || before.closed || before.reachedEnd) {
+      file.predecessor = undefined;
+      return false;
+    }
+    return true;
+  }
+
+  // --- files appearing and disappearing ----------------------------------------------------
+
+  private onFound(info: FileInfo): void {
+    this.serial(info.path, () => this.found(info));
+  }
+
+  private onGone(path: string, id: string): void {
+    this.serial(path, async () => {
+      const file = this.byPath.get(path);
+      if (file && file.id === id && file.detachedAt === undefined) {
+        file.detachedAt = performance.now();
+        file.hasData = true;
+      }
+      this.wake();
+    });
+  }
+
+  private async found(info: FileInfo): Promise<void> {
+    if (this.closed) return;
+    const current = this.byPath.get(info.path);
+    if (current && !current.closed && current.id === info.id) {
+      current.detachedAt = undefined;
+      current.hasData = true;
+      return this.wake();
+    }
+    const known = this.files.get(info.id);
+    if (known && !known.closed) {
+      // Renamed to another watched path (e.g. a rotated name the globs include): go on.
+      known.path = info.path;
+      known.detachedAt = undefined;
+      known.hasData = true;
+      this.byPath.set(info.path, known);
+    } else {
+      const opened = await this.open(info);
+      if (!opened) return;
+      if (current && !current.closed && current.id !== info.id) this.rotate(current, opened);
+      this.byPath.set(info.path, opened);
+    }
+    this.wake();
+  }
+
+  private rotate(old: Tailed, replacement: Tailed): void {
+    old.detachedAt ??= performance.now();
+    old.hasData = true;
+    replacement.predecessor = old;
+    this.emit("file", {
+      type: "rotated",
+      path: old.path,
+      fileId: old.id,
+      newFileId: replacement.id,
+    });
+  }
+
+  private async open(info: FileInfo): Promise<Tailed | undefined> {
+    let reader: TailReader;
+    try {
+      reader = await TailReader.open(info.absolutePath, {
+        path: info.path,
+        root: this.tree.root,
+        chunkSize: this.settings.chunkSize,
+        maxLineBytes: this.settings.maxLineBytes,
+        scratch: this.scratch,
+        onEvent: (e) => this.onReaderEvent(e),
+      });
+    } catch (err) {
+      if (errorCode(err) !== "ENOENT") {
+        this.warn(
+          "unreadable",
+          `could not open ${info.path} for tailing: ${String(err)}`,
+          info.path,
+          err,
+        );
+      }
+      return undefined;
+    }
+    const [dev, ino] = reader.fileId.split(":");
+    let head: Buffer;
+    let start: { offset: number; restored: boolean };
+    try {
+      head = await reader.head(FINGERPRINT_BYTES);
+      start = await this.startOffset(info, reader, head);
+    } catch (err) {
+      await reader.close();
+      this.warn(
+        "unreadable",
+        `could not read the start of ${info.path}: ${String(err)}`,
+        info.path,
+        err,
+      );
+      return undefined;
+    }
+    const { offset, restored } = start;
+    reader.seek(offset);
+    const file: Tailed = {
+      reader,
+      path: info.path,
+      absolutePath: info.absolutePath,
+      id: reader.fileId,
+      dev,
+      ino,
+      track: new AckTrack(offset),
+      fingerprint: fingerprintOf(head),
+      hasData: true,
+      reachedEnd: false,
+      closed: false,
+    };
+    this.files.set(file.id, file);
+    this.dirty = true;
+    this.emit("file", { type: "opened", path: file.path, fileId: file.id, offset, restored });
+    return file;
+  }
+
+  // A checkpoint counts only when dev+inode and the leading bytes match: an inode reused by a
+  // new file must not make us skip that file's beginning.
+  private async startOffset(
+    info: FileInfo,
+    reader: TailReader,
+    head: Buffer,
+  ): Promise<{ offset: number; restored: boolean }> {
+    const saved = this.restored.get(reader.fileId);
+    this.restored.delete(reader.fileId);
+    if (saved) {
+      const sameHead =
+        head.length >= saved.fingerprint.bytes &&
+        fingerprintOf(head.subarray(0, saved.fingerprint.bytes)).hash === saved.fingerprint.hash;
+      if (sameHead) return { offset: saved.offset, restored: true };
+      this.warn(
+        "checkpoint-mismatch",
+        `checkpoint of ${saved.path} matches the inode of ${info.path} but not its first bytes: the inode was reused; reading ${info.path} from its start`,
+        info.path,
+      );
+    }
+    if (this.initialScan && this.options.startAt === "end")
+      return { offset: await reader.size(), restored: false };
+    return { offset: 0, restored: false };
+  }
+
+  private onReaderEvent(event: TailFileEvent): void {
+    if (event.type === "truncated") {
+      const file = this.files.get(event.fileId);
+      if (file) {
+        // Offsets before the truncation mean nothing any more: a new track starts at 0, and
+        // acks still due for the old content only release budget.
+        file.track = new AckTrack(0);
+        file.fingerprint = { bytes: 0, hash: fingerprintOf(Buffer.alloc(0)).hash };
+        this.dirty = true;
+      }
+    }
+    this.emit("file", event);
+  }
+
+  private async closeFile(file: Tailed, report: boolean): Promise<void> {
+    if (file.closed) return;
+    file.closed = true;
+    await file.reader.close().catch(() => undefined);
+    if (this.byPath.get(file.path) === file) this.byPath.delete(file.path);
+    this.files.delete(file.id);
+    this.dirty = true;
+    if (report)
+      this.emit("file", {
+        type: "closed",
+        path: file.path,
+        fileId: file.id,
+        offset: file.reader.offset,
+      });
+  }
+
+  // Kernel events can be missed; every poll lets each file try a read, and checks that the
+  // path still leads to the same file (rotation, deletion).
+  private poll(): void {
+    for (const file of this.files.values()) {
+      file.hasData = true;
+      if (file.detachedAt !== undefined || file.closed) continue;
+      const { path, id } = file;
+      this.serial(path, async () => {
+        try {
+          const st = await stat(file.absolutePath, { bigint: true });
+          if (`${st.dev}:${st.ino}` !== id) this.tree.rescan().catch(() => undefined);
+        } catch (err) {
+          if (errorCode(err) === "ENOENT") this.onGone(path, id);
+        }
+      });
+    }
+    this.wake();
+  }
+
+  // --- plumbing ----------------------------------------------------------------------------
+
+  // Work on one path runs in order: an "add" still opening must not race the "unlink" after it.
+  private serial(path: string, work: () => Promise<void>): void {
+    const previous = this.pathQueues.get(path) ?? Promise.resolve();
+    const next = previous
+      .then(work)
+      .catch((err) =>
+        this.warn("unreadable", `could not follow ${path}: ${String(err)}`, path, err),
+      );
+    this.pathQueues.set(path, next);
+    void next.then(() => {
+      if (this.pathQueues.get(path) === next) this.pathQueues.delete(path);
+    });
+  }
+
+  // Resolves once every queued per-path operation has finished.
+  private async settled(): Promise<void> {
+    while (this.pathQueues.size > 0) await Promise.all(this.pathQueues.values());
+  }
+
+  private async save(): Promise<void> {
+    if (!this.store) return;
+    this.dirty = false;
+    const entries: Checkpoint[] = [];
+    for (const file of this.files.values()) {
+      if (file.closed) continue;
+      await this.extendFingerprint(file);
+      const { path, dev, ino, fingerprint } = file;
+      entries.push({ path, dev, ino, fingerprint, offset: file.track.committed });
+    }
+    if (!(await this.store.save(entries))) this.dirty = true;
+  }
+
+  // The fingerprint covers the first FINGERPRINT_BYTES once the file has that many.
+  private async extendFingerprint(file: Tailed): Promise<void> {
+    if (file.fingerprint.bytes >= FINGERPRINT_BYTES) return;
+    try {
+      file.fingerprint = fingerprintOf(await file.reader.head(FINGERPRINT_BYTES));
+    } catch {
+      // the handle was closed meanwhile; its entry is dropped with the next write
+    }
+  }
+
+  private waitForWake(): Promise<void> {
+    if (this.signalled) {
+      this.signalled = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.wakeUp = resolve;
+    });
+  }
+
+  private wake(): void {
+    const resolve = this.wakeUp;
+    this.wakeUp = undefined;
+    if (resolve) resolve();
+    else this.signalled = true;
+  }
+
+  private warn(
+    code: VolumeWatchWarning["code"],
+    message: string,
+    path?: string,
+    cause?: unknown,
+  ): void {
+    this.emit("warning", { code, message, path, cause });
+  }
+}
+
+function positive(
+  options: TailerOptions,
+  key:
+    | "maxBufferedBytes"
+    | "pollIntervalMs"
+    | "checkpointIntervalMs"
+    | "rotateWaitMs"
+    | "chunkSize"
+    | "maxLineBytes",
+  fallback: number,
+  zeroAllowed = false,
+): number {
+  const value = options[key] ?? fallback;
+  if (!Number.isFinite(value) || value < 0 || (value === 0 && !zeroAllowed)) {
+    throw new RangeError(`invalid ${key} ${value}: expected a positive number`);
+  }
+  return value;
 }
