@@ -40,6 +40,7 @@
  *
  * Faults and inspection:
  *   kube.dropConnections("watch" | "log" | undefined)  destroy open streams mid-stream (count)
+ *   kube.endStreams("watch" | "log" | undefined)       end them cleanly, as a timeout does
  *   kube.compact()          every resourceVersion seen so far becomes too old (410 on watch)
  *   kube.bookmark()         send a BOOKMARK to watchers that allowed them
  *   kube.requests           method, path, query, status of every request
@@ -160,6 +161,17 @@ export class FakeKubernetes {
       object: { kind: "Pod", apiVersion: "v1", metadata: { resourceVersion: `${this.#revision}` } },
     };
     for (const w of this.#watchers) if (w.bookmarks) writeEvent(w.res, event);
+  }
+
+  /** Ends open streams of one kind (or all) cleanly, as a watch's timeoutSeconds does. */
+  endStreams(kind?: StreamKind): number {
+    let ended = 0;
+    for (const [res, streamKind] of this.#streams) {
+      if (kind && streamKind !== kind) continue;
+      res.end();
+      ended += 1;
+    }
+    return ended;
   }
 
   /** Destroys open streams of one kind (or all) without finishing them; returns how many. */

@@ -203,9 +203,20 @@ export class PodWatch {
       this.#opts.logger.info(fields, "pod watch expired; watching again from the current state");
       return;
     }
+    this.#opts.logger.warn(fields, this.#describe(err));
+  }
+
+  #describe(err: unknown): string {
+    if (err instanceof KubernetesApiError) return err.message;
+    const { namespace, podName, apiUrl, caFile } = this.#opts;
+    const what = `could not watch pod ${namespace}/${podName} at ${apiUrl}`;
+    const code = (err as NodeJS.ErrnoException).code ?? "";
+    // OpenSSL's verification codes (UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_HAS_EXPIRED, ...).
+    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
+      return `${what}: the server's certificate was not accepted (${code}); check that ${caFile ?? "the CA file"} holds the cluster CA`;
+    }
     const message = err instanceof Error ? err.message : String(err);
-    const line = message.startsWith("could not") ? message : `could not watch pod: ${message}`;
-    this.#opts.logger.warn(fields, line);
+    return message.startsWith("could not") ? message : `${what}: ${message}`;
   }
 
   #backoffMs(): number {

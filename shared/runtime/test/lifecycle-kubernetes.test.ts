@@ -1,0 +1,213 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type FakeKubernetes,
+  type FakeKubernetesOptions,
+  startFakeKubernetes,
+} from "../../../test/fakes/kubernetes.ts";
+import { createLifecycle, type PodWatchTarget } from "../src/lifecycle/index.ts";
+import { captureLogger } from "./fixtures/capture-logger.ts";
+import { makeClusterCa } from "./fixtures/cluster-ca.ts";
+
+const OOM = { exitCode: 137, reason: "OOMKilled" };
+const OOM_DETAIL = "workload container terminated: OOMKilled, exit code 137";
+
+describe("pod watch", () => {
+  let dir: string;
+  let tokenFile: string;
+  let n = 0;
+  const fakes: FakeKubernetes[] = [];
+
+  /** A fake API with one running pod, and a lifecycle watching it. */
+  const setup = async (
+    fakeOpts: FakeKubernetesOptions = {},
+    overrides: Partial<PodWatchTarget> = {},
+  ) => {
+    const kube = await startFakeKubernetes({ token: "t0ken", ...fakeOpts });
+    fakes.push(kube);
+    const name = `job-${++n}`;
+    const pod = kube.addPod({ name, namespace: "ci", containers: ["workload", "sidecar"] });
+    const logger = captureLogger();
+    const target = {
+      apiUrl: kube.url,
+      tokenFile,
+      namespace: "ci",
+      podName: name,
+      container: "workload",
+    };
+    const lifecycle = createLifecycle({
+      drainTimeoutMs: 1000,
+      signals: false,
+      logger,
+      kubernetes: { ...target, ...overrides },
+    });
+    const watches = (count = 1) =>
+      kube.waitForRequest((r) => r.query.watch === "true" && r.status === 200, { count });
+    return { kube, pod, logger, lifecycle, watches, target };
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "lifecycle-kube-"));
+    tokenFile = join(dir, "token");
+    await writeFile(tokenFile, "t0ken\n");
+  });
+  afterAll(async () => {
+    await Promise.all(fakes.map((f) => f.close()));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("reports the workload container OOMKilled, with its exit code", async () => {
+    const { pod, lifecycle, watches } = await setup();
+    try {
+      const request = await watches();
+      expect(request.path).toBe("/api/v1/namespaces/ci/pods");
+      expect(request.query).toMatchObject({
+        fieldSelector: `metadata.name=${pod.name}`,
+        allowWatchBookmarks: "true",
+      });
+      pod.terminate("sidecar", { exitCode: 0 });
+      pod.terminate("workload", OOM);
+      expect(await lifecycle.finished).toEqual({
+        reason: "kubernetes",
+        exitCode: 137,
+        detail: OOM_DETAIL,
+      });
+    } finally {
+      await lifecycle.close();
+    }
+  });
+
+  it("sees a container that terminated before the watch started", async () => {
+    const kube = await startFakeKubernetes({ token: "t0ken" });
+    fakes.push(kube);
+    kube
+      .addPod({ name: "early", namespace: "ci", containers: ["workload"] })
+      .terminate("workload", { exitCode: 1 });
+    const target = {
+      apiUrl: kube.url,
+      tokenFile,
+      namespace: "ci",
+      podName: "early",
+      container: "workload",
+    };
+    const lifecycle = createLifecycle({ drainTimeoutMs: 1000, signals: false, kubernetes: target });
+    try {
+      expect(await lifecycle.finished).toEqual({
+        reason: "kubernetes",
+        exitCode: 1,
+        detail: "workload container terminated: Error, exit code 1",
+      });
+    } finally {
+      await lifecycle.close();
+    }
+  });
+
+  it("resumes from the last resourceVersion after a dropped connection", async () => {
+    const { kube, pod, logger, lifecycle, watches } = await setup();
+    try {
+      await watches();
+      const seen = `${pod.resourceVersion}`;
+      expect(kube.dropConnections("watch")).toBe(1);
+      const again = await watches(2);
+      expect(again.query.resourceVersion).toBe(seen);
+      pod.terminate("workload", OOM);
+      expect((await lifecycle.finished).detail).toBe(OOM_DETAIL);
+      expect(logger.records.some((r) => r.level === "warn" && r.fields.attempt === 1)).toBe(true);
+    } finally {
+      await lifecycle.close();
+    }
+  });
+
+  it("resumes from a BOOKMARK's resourceVersion", async () => {
+    const { kube, pod, lifecycle, watches } = await setup();
+    try {
+      await watches();
+      kube.addPod({ name: "unrelated", namespace: "ci", containers: ["x"] });
+      kube.bookmark();
+      const bookmarked = `${pod.resourceVersion + 1}`;
+      expect(kube.endStreams("watch")).toBe(1);
+      expect((await watches(2)).query.resourceVersion).toBe(bookmarked);
+      pod.terminate("workload", OOM);
+      expect((await lifecycle.finished).exitCode).toBe(137);
+    } finally {
+      await lifecycle.close();
+    }
+  });
+
+  it.each([
+    ["an ERROR event", "event"],
+    ["HTTP 410", "http"],
+  ] as const)("starts over from the current state after %s (410 Gone)", async (_, goneAs) => {
+    const { kube, pod, logger, lifecycle, watches } = await setup({ goneAs });
+    try {
+      await watches();
+      // While the watch is down, its resourceVersion is compacted away and the workload dies.
+      kube.dropConnections("watch");
+      kube.compact();
+      pod.terminate("workload", OOM);
+
+      expect(await lifecycle.finished).toEqual({
+        reason: "kubernetes",
+        exitCode: 137,
+        detail: OOM_DETAIL,
+      });
+      const watchRequests = kube.requests.filter((r) => r.query.watch === "true");
+      const stale = watchRequests.findIndex((r) => r.query.resourceVersion !== undefined);
+      expect(stale).toBeGreaterThan(0);
+      expect(watchRequests[stale + 1]?.query.resourceVersion).toBeUndefined();
+      expect(logger.records.some((r) => r.level === "info" && /expired/.test(r.msg))).toBe(true);
+    } finally {
+      await lifecycle.close();
+    }
+  });
+
+  it("re-reads a rotated token and names the token file, never the token, on a 401", async () => {
+    const rotating = join(dir, "rotating-token");
+    await writeFile(rotating, "old-token");
+    const { kube, pod, logger, lifecycle, watches } = await setup({}, { tokenFile: rotating });
+    try {
+      await kube.waitForRequest((r) => r.status === 401);
+      await writeFile(rotating, "t0ken");
+      await watches();
+      pod.terminate("workload", OOM);
+      expect((await lifecycle.finished).exitCode).toBe(137);
+      const unauthorized = logger.records.find((r) => /401/.test(r.msg));
+      expect(unauthorized?.msg).toContain(rotating);
+      expect(JSON.stringify(logger.records)).not.toMatch(/old-token|t0ken/);
+    } finally {
+      await lifecycle.close();
+    }
+  });
+
+  it("verifies the API server with the cluster CA over HTTPS", async () => {
+    const tls = await makeClusterCa(await mkdtemp(join(dir, "ca-")));
+    const { kube, pod, lifecycle, watches, target } = await setup({ tls }, { caFile: tls.caFile });
+    expect(kube.url).toMatch(/^https:/);
+    const logger = captureLogger();
+    const untrusted = createLifecycle({
+      drainTimeoutMs: 1000,
+      signals: false,
+      logger,
+      kubernetes: target,
+    });
+    try {
+      await watches();
+      await waitUntil(() => logger.records.some((r) => r.level === "warn"));
+      expect(logger.records[0]?.msg).toContain("certificate was not accepted");
+      pod.terminate("workload", OOM);
+      expect((await lifecycle.finished).detail).toBe(OOM_DETAIL);
+    } finally {
+      await Promise.all([lifecycle.close(), untrusted.close()]);
+    }
+  });
+});
+
+async function waitUntil(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
