@@ -1,10 +1,11 @@
+// log-exporter: the sidecar that ships every line the job writes to a sink. See README.md.
 import { main } from "@buildpod/runtime";
+import { exportCommand } from "./run.ts";
 
-// Placeholder until the container lands: --help says so and a run exits 1.
 main({
   name: "log-exporter",
-  description: "see README.md",
+  description: "ship every line the job writes to Elasticsearch, fluentd, Cloud Logging or a file",
   envPrefix: "LOG_EXPORTER",
-  commands: {},
-  notBuilt: "this container is being built; see its issue",
+  commands: { export: exportCommand },
+  defaultCommand: "export",
 });

@@ -46,6 +46,8 @@ export interface LogRecord {
   readonly timeText?: string;
   /** `Flag` bits. */
   flags: number;
+  /** The record id when it is not `<origin key>-<offset>` (streams without byte offsets). */
+  id?: string;
 }
 
 /** The static fields every record of one job carries (`kubernetes.*`, `buildkite.*`, labels). */
@@ -86,7 +88,7 @@ export function metaFromEnv(
 
 /** The record id: unique per line, the same on every retry and after a restart. */
 export function recordId(record: LogRecord): string {
-  return `${record.origin.key}-${record.offset.toString(36)}`;
+  return record.id ?? `${record.origin.key}-${record.offset.toString(36)}`;
 }
 
 /**

@@ -43,6 +43,7 @@ interface BulkItemResult {
 }
 
 const FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason";
+const CREATE_OPEN = Buffer.from('{"create":{"_id":"');
 const ACTION_CLOSE = Buffer.from('"}}\n');
 
 /** Ships records to Elasticsearch with `_bulk`. */
@@ -99,8 +100,13 @@ export class ElasticsearchSink implements Sink {
 
   /** Appends the action line and the document of one record. */
   #encode(w: ByteWriter, record: LogRecord): void {
-    w.raw(this.#action(record.origin));
-    w.ascii(record.offset.toString(36));
+    if (record.id === undefined) {
+      w.raw(this.#action(record.origin));
+      w.ascii(record.offset.toString(36));
+    } else {
+      w.raw(CREATE_OPEN);
+      w.ascii(record.id);
+    }
     w.raw(ACTION_CLOSE);
     this.#encoder.write(w, record);
     w.raw(NEWLINE);

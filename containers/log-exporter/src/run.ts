@@ -1,0 +1,130 @@
+// The log-exporter sidecar: read every source, deliver to the chosen sink, commit checkpoints
+// after the sink acknowledged, and at the workload's end read every source to its end, flush,
+// and report whether everything was delivered.
+import { join } from "node:path";
+import type { ConfigOf } from "@buildpod/config";
+import { defineCommand, ExitCode, type RunContext } from "@buildpod/runtime";
+import { options } from "./config.ts";
+import { DeadLetterFile } from "./dead-letter.ts";
+import { createMetrics } from "./metrics.ts";
+import { Channel, type Envelope, Pipeline } from "./pipeline.ts";
+import { metaFromEnv } from "./record.ts";
+import { chooseSink, createSink, loadSinksFile } from "./sinks/index.ts";
+import { buildSources } from "./sources/index.ts";
+
+type Config = ConfigOf<typeof options> & {
+  lifecycleDir: string;
+  workloadContainer: string;
+  kubernetesApi?: string;
+  serviceAccountDir: string;
+  podName?: string;
+  podNamespace?: string;
+};
+
+export const exportCommand = defineCommand({
+  description: "ship every line the job writes to Elasticsearch, fluentd, Cloud Logging or a file",
+  kind: "sidecar",
+  options,
+  run: (ctx) => run(ctx as unknown as RunContext<Config>),
+});
+
+async function run(ctx: RunContext<Config>) {
+  const { config, logger } = ctx;
+  const stateDir = config.stateDir ?? join(config.lifecycleDir, "log-exporter");
+  const deadLetter = new DeadLetterFile(
+    config.deadLetterFile ?? join(stateDir, "dead-letter.ndjson"),
+  );
+  const labels = Object.fromEntries(
+    config.labels.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+  );
+  const meta = metaFromEnv(ctx.env, labels, config.podLogs ? config.workloadContainer : undefined);
+  const metrics = createMetrics(ctx.metrics);
+
+  // The sink: from the cluster sinks file, or stdout for local runs.
+  const chosen = chooseSink(config.sinks ? loadSinksFile(config.sinks) : undefined, config.sink);
+  const sink = await createSink(chosen.spec, meta, {
+    retry: ({ attempt, delayMs, err, records }) => {
+      metrics.retries.inc();
+      logger.warn(
+        { err, attempt, delay_ms: delayMs, records, sink: chosen.name },
+        "could not deliver a batch; retrying",
+      );
+    },
+  });
+
+  const sources = await buildSources(config, ctx.env, stateDir, logger, metrics);
+  if (sources.length === 0) logger.warn({ path: config.logs }, "no sources: nothing to export");
+  logger.info(
+    { sink: chosen.name, type: chosen.spec.type, sources: sources.map((s) => s.name) },
+    "exporting logs",
+  );
+
+  const channel = new Channel<Envelope>(8);
+  const deliverySignal = AbortSignal.any([ctx.signal, ctx.lifecycle.drainSignal()]);
+  const pipeline = new Pipeline({
+    sink,
+    deadLetter,
+    maxBatchBytes: config.batchBytes,
+    flushIntervalMs: config.flushInterval,
+    concurrency: config.concurrency,
+    onBatch: ({ records, delivered, rejected, ms }) => {
+      metrics.delivered.inc(delivered);
+      metrics.batchSeconds.observe(ms / 1000);
+      if (rejected.length > 0) {
+        metrics.deadLettered.inc(rejected.length);
+        const first = rejected[0];
+        logger.warn(
+          {
+            records,
+            rejected: rejected.length,
+            path: deadLetter.path,
+            status: first?.status,
+            reason: first?.reason,
+          },
+          "sink rejected records for good; written to the dead-letter file",
+        );
+      }
+    },
+  });
+  metrics.watch(() => ({ pipeline: pipeline.stats, sources }));
+
+  for (const source of sources) await source.start();
+  const producing = sources.map((s) =>
+    channel.pipeFrom(s.envelopes(), (err) =>
+      logger.error({ err, source: s.name }, "could not read a source"),
+    ),
+  );
+  if (sources.length === 0) channel.close();
+
+  // The drain: when the workload ends, read every source to its end.
+  let finishedDetail: string | undefined;
+  ctx.lifecycle.finished.then((finished) => {
+    finishedDetail = finished.detail;
+    logger.info({ reason: finished.reason }, "workload finished; draining");
+    for (const s of sources) s.drain();
+  });
+
+  await pipeline.run(channel, deliverySignal);
+  for (const s of sources) s.stop();
+  await Promise.allSettled(producing);
+  for (const s of sources) await s.close();
+  await sink.close().catch((err: unknown) => logger.warn({ err }, "could not close the sink"));
+
+  const stats = pipeline.stats;
+  const incomplete = stats.undelivered > 0 || deliverySignal.aborted;
+  const summary = {
+    sink: chosen.name,
+    lines: stats.read,
+    delivered: stats.delivered,
+    dead_lettered: stats.rejected,
+    undelivered: stats.undelivered,
+    batches: stats.batches,
+    ...(stats.rejected > 0 ? { dead_letter_file: deadLetter.path } : {}),
+    ...(finishedDetail ? { workload: finishedDetail } : {}),
+  };
+  if (incomplete) {
+    logger.error(summary, "drain deadline reached with records undelivered");
+    return { exitCode: ExitCode.INCOMPLETE, summary };
+  }
+  return { exitCode: stats.rejected > 0 ? ExitCode.REJECTED : ExitCode.OK, summary };
+}

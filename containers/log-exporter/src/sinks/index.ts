@@ -1,0 +1,181 @@
+// The cluster sinks file (a mounted ConfigMap, `--sinks FILE`): named sinks and the default.
+// Credentials are given by file reference only (`passwordFile`, `apiKeyFile`, `sharedKeyFile`,
+// `keyFile`), read once at start and never printed.
+import { readFileSync } from "node:fs";
+import { byteSize, ConfigError, duration, loadDocument, z } from "@buildpod/config";
+import type { RecordMeta } from "../record.ts";
+import { ElasticsearchSink } from "./elasticsearch.ts";
+import { fileSink, stdoutSink } from "./file.ts";
+import type { Sink, SinkEvents } from "./sink.ts";
+
+const name = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "lowercase letters, digits, - and _");
+
+const elasticsearch = z.strictObject({
+  type: z.literal("elasticsearch"),
+  nodes: z.array(z.url({ protocol: /^https?$/ })).min(1),
+  index: z.string().min(1),
+  username: z.string().min(1).optional(),
+  passwordFile: z.string().min(1).optional(),
+  apiKeyFile: z.string().min(1).optional(),
+  caFile: z.string().min(1).optional(),
+  maxBulkBytes: byteSize.prefault("5MiB"),
+  requestTimeout: duration.prefault("30s"),
+});
+
+const fluentd = z.strictObject({
+  type: z.literal("fluentd"),
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(24224),
+  tag: z.string().min(1).default("buildkite.job"),
+  sharedKeyFile: z.string().min(1).optional(),
+  clientHostname: z.string().min(1).optional(),
+  username: z.string().min(1).optional(),
+  passwordFile: z.string().min(1).optional(),
+  tls: z.boolean().default(false),
+  caFile: z.string().min(1).optional(),
+  ackTimeout: duration.prefault("10s"),
+});
+
+const stackdriver = z.strictObject({
+  type: z.literal("stackdriver"),
+  projectId: z.string().min(1),
+  logId: z.string().min(1).default("buildkite-jobs"),
+  location: z.string().min(1),
+  clusterName: z.string().min(1),
+  keyFile: z.string().min(1).optional(),
+  apiEndpoint: z.string().min(1).optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  insecure: z.boolean().default(false),
+  maxRequestBytes: byteSize.prefault("9MB"),
+  maxEntryBytes: byteSize.prefault("256KiB"),
+});
+
+const file = z.strictObject({ type: z.literal("file"), path: z.string().min(1) });
+const stdout = z.strictObject({ type: z.literal("stdout") });
+
+const sinkSpec = z.discriminatedUnion("type", [elasticsearch, fluentd, stackdriver, file, stdout]);
+
+/** The sinks file's schema. */
+export const sinksFileSchema = z
+  .strictObject({
+    default: name.optional(),
+    sinks: z.record(name, sinkSpec),
+  })
+  .refine((f) => f.default === undefined || f.default in f.sinks, {
+    message: "`default` must name one of `sinks`",
+    path: ["default"],
+  });
+
+export type SinkSpec = z.output<typeof sinkSpec>;
+export type SinksFile = z.output<typeof sinksFileSchema>;
+
+/** The sink to use: `--sink NAME` or the file's default; stdout without a sinks file. */
+export function chooseSink(
+  file: SinksFile | undefined,
+  wanted: string | undefined,
+): { name: string; spec: SinkSpec } {
+  if (file === undefined) {
+    if (wanted !== undefined && wanted !== "stdout") {
+      throw new ConfigError([
+        {
+          key: "sink",
+          expected: "a sink defined in the sinks file",
+          received: wanted,
+          hint: "give --sinks FILE (the cluster sinks file) or leave --sink unset for stdout",
+        },
+      ]);
+    }
+    return { name: "stdout", spec: { type: "stdout" } };
+  }
+  const chosen = wanted ?? file.default;
+  if (chosen === undefined || file.sinks[chosen] === undefined) {
+    const known = Object.keys(file.sinks).join(", ");
+    throw new ConfigError([
+      {
+        key: "sink",
+        expected: `one of the sinks in the sinks file (${known})`,
+        received: chosen ?? "nothing (and the sinks file has no default)",
+        hint: "set --sink NAME (LOG_EXPORTER_SINK) or a `default:` in the sinks file",
+      },
+    ]);
+  }
+  return { name: chosen, spec: file.sinks[chosen] as SinkSpec };
+}
+
+/** Loads and validates the sinks file (every problem named with its line). */
+export function loadSinksFile(path: string): SinksFile {
+  return loadDocument(path, sinksFileSchema);
+}
+
+/** Builds the sink; reads credential files. Stackdriver and fluentd load their libraries lazily. */
+export async function createSink(
+  spec: SinkSpec,
+  meta: RecordMeta,
+  events: SinkEvents,
+): Promise<Sink> {
+  switch (spec.type) {
+    case "elasticsearch":
+      return new ElasticsearchSink(
+        {
+          nodes: spec.nodes,
+          index: spec.index,
+          username: spec.username,
+          password: secret(spec.passwordFile, "passwordFile"),
+          apiKey: secret(spec.apiKeyFile, "apiKeyFile"),
+          caFile: spec.caFile,
+          maxBulkBytes: spec.maxBulkBytes,
+          requestTimeoutMs: spec.requestTimeout,
+        },
+        meta,
+        events,
+      );
+    case "fluentd": {
+      const { FluentdSink } = await import("./fluentd.ts");
+      return new FluentdSink(
+        {
+          host: spec.host,
+          port: spec.port,
+          tag: spec.tag,
+          sharedKey: secret(spec.sharedKeyFile, "sharedKeyFile"),
+          clientHostname: spec.clientHostname,
+          username: spec.username,
+          password: secret(spec.passwordFile, "passwordFile"),
+          tls: spec.tls,
+          caFile: spec.caFile,
+          ackTimeoutMs: spec.ackTimeout,
+        },
+        meta,
+        events,
+      );
+    }
+    case "stackdriver": {
+      const { StackdriverSink } = await import("./stackdriver.ts");
+      return new StackdriverSink(
+        { ...spec, maxRequestBytes: spec.maxRequestBytes, maxEntryBytes: spec.maxEntryBytes },
+        meta,
+        events,
+      );
+    }
+    case "file":
+      return fileSink({ path: spec.path }, meta);
+    case "stdout":
+      return stdoutSink(meta);
+  }
+}
+
+/** Reads a credential file (trailing newline dropped); undefined when not configured. */
+function secret(path: string | undefined, key: string): string | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path, "utf8").replace(/\r?\n$/, "");
+  } catch (err) {
+    throw new ConfigError([
+      {
+        key,
+        expected: "a readable credential file",
+        received: `${path} (${(err as NodeJS.ErrnoException).code ?? err})`,
+        hint: "mount the secret at that path or fix the sinks file",
+      },
+    ]);
+  }
+}
