@@ -98,7 +98,9 @@ export class BuildkiteStore implements ArtifactStore {
       multipart: true,
       singleUploadLimit: SINGLE_UPLOAD_LIMIT,
       userAgent: "buildpod-artifact-store",
-      ...options,
+      ...definedOnly(options),
+      token: options.token,
+      endpoint: options.endpoint,
     };
     this.http = {
       timeoutMs: this.o.timeoutMs,
@@ -365,6 +367,11 @@ export class BuildkiteStore implements ArtifactStore {
       throw err;
     }
   }
+}
+
+/** The entries that are not undefined, so that they do not override defaults when spread. */
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** Exactly one `/` between the base and the path (reference §1). */

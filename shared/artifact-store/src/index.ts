@@ -16,6 +16,7 @@ export { contentTypeFor, DEFAULT_CONTENT_TYPE } from "./content-type.ts";
 export { type Digest, digestHandle, digestStream, READ_CHUNK, readRange } from "./digest.ts";
 export { DirStore } from "./dir.ts";
 export { isRetryable, StoreError } from "./errors.ts";
+export { type StoreConfig, storeFromConfig } from "./from-config.ts";
 export { redact, serverMessage } from "./http.ts";
 export { mapLimit } from "./limit.ts";
 export { defaultRetry, type OnRetry, type RetryPolicy, withRetry } from "./retry.ts";

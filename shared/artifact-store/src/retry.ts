@@ -22,18 +22,24 @@ export type OnRetry = (info: { attempt: number; delayMs: number; err: unknown })
 /**
  * Runs `fn` until it succeeds, throws a non-retryable error, or the attempts run out (then the
  * last error is thrown). A `retryAfterMs` field on the error (from a 429's Retry-After) sets the
- * delay when it is longer. Aborting `signal` stops the waiting at once.
+ * delay when it is longer. Aborting `signal` stops the waiting at once. `shouldRetry` replaces
+ * the default test (`isRetryable`).
  */
 export async function withRetry<T>(
   fn: (attempt: number) => Promise<T>,
   policy: RetryPolicy,
-  options: { signal?: AbortSignal; onRetry?: OnRetry } = {},
+  options: {
+    signal?: AbortSignal;
+    onRetry?: OnRetry;
+    shouldRetry?: (err: unknown) => boolean;
+  } = {},
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
-      if (attempt >= policy.attempts || !isRetryable(err) || options.signal?.aborted) throw err;
+      const retryable = (options.shouldRetry ?? isRetryable)(err);
+      if (attempt >= policy.attempts || !retryable || options.signal?.aborted) throw err;
       const backoff = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
       const asked = (err as { retryAfterMs?: number }).retryAfterMs ?? 0;
       const delayMs = Math.max(backoff, Math.min(asked, policy.maxDelayMs));

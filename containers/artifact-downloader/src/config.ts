@@ -1,0 +1,75 @@
+import { duration, type Options, option, z } from "@buildpod/config";
+
+/**
+ * The artifact-downloader's options. Each has a flag (kebab-case key) and an env var
+ * (`ARTIFACT_DOWNLOADER_<KEY>`); the Buildkite job env names are read as aliases, so the
+ * container works from the job env alone. A config file (`--config`, e.g. a per-job ConfigMap)
+ * may hold the same keys: `query: ["dist/**"]`, `step: build`, `required: true`.
+ */
+export const options = {
+  query: option({
+    schema: z.array(z.string().min(1)).default([]),
+    description: "glob of artifact paths to download; repeat for more",
+    repeatable: true,
+    metavar: "GLOB",
+  }),
+  step: option({
+    schema: z.string().min(1).optional(),
+    description: "only artifacts of this step (key, label or job ID)",
+    metavar: "KEY",
+  }),
+  build: option({
+    schema: z.string().min(1).optional(),
+    description: "build whose artifacts are searched; default $BUILDKITE_BUILD_ID",
+    aliases: ["BUILDKITE_BUILD_ID"],
+    metavar: "ID",
+  }),
+  includeRetriedJobs: option({
+    schema: z.boolean().default(false),
+    description: "also search artifacts of jobs that were retried",
+    aliases: ["BUILDKITE_AGENT_INCLUDE_RETRIED_JOBS"],
+  }),
+  required: option({
+    schema: z.boolean().default(false),
+    description: "fail (exit 1) when a query matches no artifact, instead of warning",
+  }),
+  dest: option({
+    schema: z.string().min(1).default("/artifacts-imported"),
+    description: "directory the artifacts are written to, keeping their relative paths",
+    metavar: "DIR",
+  }),
+  store: option({
+    schema: z.string().min(1).optional(),
+    description:
+      'where artifacts come from: "buildkite" or "dir:PATH"; default buildkite when a token or endpoint is set, else dir:<lifecycle dir>/artifact-store',
+    metavar: "STORE",
+  }),
+  endpoint: option({
+    schema: z.url({ protocol: /^https?$/ }).optional(),
+    description: "Buildkite agent API base URL; default https://agent.buildkite.com/v3",
+    aliases: ["BUILDKITE_AGENT_ENDPOINT"],
+    metavar: "URL",
+  }),
+  token: option({
+    schema: z.string().min(1).optional(),
+    description:
+      "the job's agent access token; default $BUILDKITE_AGENT_ACCESS_TOKEN, else <lifecycle dir>/env/token",
+    secret: true,
+    aliases: ["BUILDKITE_AGENT_ACCESS_TOKEN"],
+  }),
+  concurrency: option({
+    schema: z.number().int().min(1).max(256).default(16),
+    description: "downloads in flight at once",
+    metavar: "N",
+  }),
+  requestTimeout: option({
+    schema: duration.prefault("30s"),
+    description: "bound of each API call and of each idle wait on a download",
+    metavar: "DURATION",
+  }),
+  progressInterval: option({
+    schema: duration.prefault("5s"),
+    description: "how often a progress line (files, bytes, rate) is logged; 0 turns them off",
+    metavar: "DURATION",
+  }),
+} satisfies Options;

@@ -1,0 +1,108 @@
+import { createHash, randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, realpath, rename, rm } from "node:fs/promises";
+import path from "node:path";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { type ArtifactStore, type RemoteArtifact, StoreError } from "@buildpod/artifact-store";
+
+/** Marks a file still being written; renamed to its real name only once verified. */
+export const PARTIAL_MARK = ".buildpod-partial-";
+
+/**
+ * Downloads one artifact to `absolute` (inside `destRoot`): streams into a temp file in the
+ * target directory while hashing, checks the size and the sha256 (else sha1) the search gave,
+ * then renames over the target. On any failure the temp file is removed and nothing appears
+ * at the target. Returns the bytes written.
+ */
+export async function fetchOne(
+  store: ArtifactStore,
+  artifact: RemoteArtifact,
+  absolute: string,
+  destRoot: string,
+  onBytes: (n: number) => void,
+  signal?: AbortSignal,
+): Promise<number> {
+  // Check the nearest existing ancestor before creating directories, and the result after.
+  const dir = path.dirname(absolute);
+  await ensureInside(destRoot, await nearestExisting(dir), artifact.path);
+  await mkdir(dir, { recursive: true });
+  await ensureInside(destRoot, dir, artifact.path);
+
+  const check = expectedSum(artifact);
+  const hash = check ? createHash(check.algorithm) : undefined;
+  let bytes = 0;
+  const count = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash?.update(chunk);
+      bytes += chunk.length;
+      onBytes(chunk.length);
+      done(null, chunk);
+    },
+  });
+  const temp = path.join(dir, `${PARTIAL_MARK}${randomBytes(6).toString("hex")}`);
+  try {
+    const body = await store.open(artifact, signal);
+    await pipeline(body, count, createWriteStream(temp, { flags: "wx" }), { signal });
+    verify(artifact, bytes, check && hash ? { ...check, got: hash.digest("hex") } : undefined);
+    await rename(temp, absolute);
+    return bytes;
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+}
+
+/** The sum to check: sha256 when the search result has one, else sha1, else none. */
+function expectedSum(
+  a: RemoteArtifact,
+): { algorithm: "sha256" | "sha1"; want: string } | undefined {
+  if (/^[0-9a-f]{64}$/i.test(a.sha256sum)) return { algorithm: "sha256", want: a.sha256sum };
+  if (/^[0-9a-f]{40}$/i.test(a.sha1sum)) return { algorithm: "sha1", want: a.sha1sum };
+  return undefined;
+}
+
+function verify(
+  a: RemoteArtifact,
+  bytes: number,
+  sum?: { algorithm: string; want: string; got: string },
+): void {
+  if (a.fileSize > 0 && bytes !== a.fileSize) {
+    throw new StoreError(
+      "ARTIFACT_DOWNLOADER_SIZE_MISMATCH",
+      `could not download ${a.path}: got ${bytes} bytes, the artifact has ${a.fileSize}`,
+      { retryable: true },
+    );
+  }
+  if (sum && sum.got !== sum.want.toLowerCase()) {
+    throw new StoreError(
+      "ARTIFACT_DOWNLOADER_CHECKSUM_MISMATCH",
+      `could not download ${a.path}: its ${sum.algorithm} is ${sum.got}, the artifact says ${sum.want}; the stored copy is damaged or was replaced, nothing was written`,
+    );
+  }
+}
+
+async function nearestExisting(dir: string): Promise<string> {
+  for (let d = dir; ; d = path.dirname(d)) {
+    try {
+      await realpath(d);
+      return d;
+    } catch {
+      if (path.dirname(d) === d) return d;
+    }
+  }
+}
+
+/**
+ * Refuses a target directory that a symlink already in the destination leads elsewhere: the
+ * path check alone cannot see those.
+ */
+async function ensureInside(destRoot: string, dir: string, artifactPath: string): Promise<void> {
+  const [realRoot, realDir] = await Promise.all([realpath(destRoot), realpath(dir)]);
+  if (realDir !== realRoot && !realDir.startsWith(realRoot + path.sep)) {
+    throw new StoreError(
+      "ARTIFACT_DOWNLOADER_OUTSIDE_DEST",
+      `could not download ${artifactPath}: its directory leads outside the destination through a symlink`,
+    );
+  }
+}

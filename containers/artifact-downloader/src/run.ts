@@ -1,0 +1,184 @@
+import { StoreError, storeFromConfig } from "@buildpod/artifact-store";
+import type { ConfigOf } from "@buildpod/config";
+import {
+  BuildpodError,
+  defineCommand,
+  ExitCode,
+  type Outcome,
+  type RunContext,
+} from "@buildpod/runtime";
+import { Counter } from "prom-client";
+import { options } from "./config.ts";
+import { type DownloadReport, downloadArtifacts, unmatchedError } from "./download.ts";
+import { startProgress } from "./progress.ts";
+
+type Config = ConfigOf<typeof options>;
+
+/** Attempts of one artifact's whole download; each request inside is retried by the store. */
+const ARTIFACT_RETRY = { attempts: 3, baseDelayMs: 1_000, maxDelayMs: 5_000 };
+
+export const download = defineCommand({
+  description: "search a build's artifacts and download the matches into a directory",
+  kind: "init",
+  options,
+  run,
+});
+
+async function run(ctx: RunContext<Config>): Promise<Outcome> {
+  const { config, logger } = ctx;
+  const buildId = config.build ?? "";
+  const opened = await openStore(ctx, buildId);
+  if (config.query.length === 0) {
+    logger.info("no query given: nothing to download");
+    await opened.store.close();
+    return { exitCode: ExitCode.OK, summary: { queries: 0, downloaded: 0 } };
+  }
+  logger.info(
+    {
+      store: opened.store.name,
+      endpoint: opened.endpoint,
+      queries: config.query,
+      dest: config.dest,
+    },
+    "downloading artifacts",
+  );
+
+  const files = metrics(ctx);
+  const progress = startProgress(logger, config.progressInterval);
+  const started = Date.now();
+  let report: DownloadReport;
+  try {
+    report = await downloadArtifacts({
+      store: opened.store,
+      queries: config.query,
+      buildId,
+      scope: config.step,
+      includeRetriedJobs: config.includeRetriedJobs,
+      required: config.required,
+      dest: config.dest,
+      concurrency: config.concurrency,
+      retry: ARTIFACT_RETRY,
+      signal: ctx.signal,
+      onBytes: progress.addBytes,
+      onEvent: (e) => {
+        if (e.type === "searched") {
+          progress.addExpected(e.found);
+          logger.info({ query: e.query, files: e.found }, "searched artifacts");
+        }
+        if (e.type === "duplicate") {
+          logger.warn(
+            { path: e.path, kept: e.kept, dropped: e.dropped },
+            "two artifacts share a path: the newest wins",
+          );
+        }
+        if (e.type === "refused") {
+          files.inc({ result: "refused" });
+          logger.error(
+            { path: e.path },
+            `refused artifact path: ${e.why}; nothing was written for it`,
+          );
+        }
+        if (e.type === "downloaded") {
+          progress.addFile();
+          files.inc({ result: "downloaded" });
+          logger.debug({ path: e.path, bytes: e.bytes }, "downloaded artifact");
+        }
+        if (e.type === "failed") {
+          files.inc({ result: "failed" });
+          logger.error({ path: e.path, err: e.err }, "could not download artifact");
+        }
+      },
+    });
+  } catch (err) {
+    throw asFailure(err);
+  } finally {
+    progress.stop();
+    await opened.store.close();
+  }
+  return outcome(report, config, buildId, Date.now() - started, logger);
+}
+
+async function openStore(ctx: RunContext<Config>, buildId: string) {
+  const { config } = ctx;
+  try {
+    const opened = await storeFromConfig({
+      store: config.store,
+      endpoint: config.endpoint,
+      token: config.token,
+      lifecycleDir: ctx.common.lifecycleDir,
+      timeoutMs: config.requestTimeout,
+      concurrency: config.concurrency,
+      userAgent: "buildpod-artifact-downloader",
+      onRetry: ({ attempt, delayMs, err }) =>
+        ctx.logger.warn({ attempt, delay_ms: delayMs, err }, "request failed, retrying"),
+    });
+    if (opened.spec.kind === "buildkite" && !buildId && config.query.length > 0) {
+      throw new StoreError(
+        "ARTIFACT_DOWNLOADER_NO_BUILD",
+        "could not search artifacts: no build ID; set --build or BUILDKITE_BUILD_ID",
+      );
+    }
+    return opened;
+  } catch (err) {
+    if (err instanceof StoreError) {
+      throw new BuildpodError(err.code, err.message, { exitCode: ExitCode.CONFIG, cause: err });
+    }
+    throw err;
+  }
+}
+
+function outcome(
+  report: DownloadReport,
+  config: Config,
+  buildId: string,
+  durationMs: number,
+  logger: RunContext<Config>["logger"],
+): Outcome {
+  let exitCode: number = ExitCode.OK;
+  if (report.refused.length > 0) exitCode = ExitCode.REJECTED;
+  if (report.failed.length > 0) exitCode = ExitCode.FAILED;
+  let error: string | undefined;
+  if (report.unmatched.length > 0) {
+    const err = unmatchedError(report.unmatched, buildId);
+    if (config.required) {
+      exitCode = ExitCode.FAILED;
+      error = err.message;
+      logger.error({ code: err.code }, err.message);
+    } else {
+      logger.warn({ queries: report.unmatched }, "some queries matched no artifact");
+    }
+  }
+  const seconds = Math.max(durationMs, 1) / 1000;
+  return {
+    exitCode,
+    summary: {
+      build: buildId,
+      queries: config.query,
+      found: report.found,
+      downloaded: report.downloaded,
+      bytes: report.bytes,
+      mib_per_second: Number((report.bytes / 1024 ** 2 / seconds).toFixed(1)),
+      duplicates: report.duplicates,
+      unmatched: report.unmatched,
+      refused: report.refused,
+      failed: report.failed,
+      ...(error ? { error } : {}),
+    },
+  };
+}
+
+function metrics(ctx: RunContext<Config>) {
+  return new Counter({
+    name: "artifact_downloader_files_total",
+    help: "artifacts handled, by result: downloaded, failed or refused",
+    labelNames: ["result"],
+    registers: [ctx.metrics],
+  });
+}
+
+function asFailure(err: unknown): unknown {
+  if (err instanceof StoreError) {
+    return new BuildpodError(err.code, err.message, { exitCode: ExitCode.FAILED, cause: err });
+  }
+  return err;
+}

@@ -1,0 +1,178 @@
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { program, targetPath } from "@buildpod/artifact-downloader";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
+import { runInProcess } from "./run-program.ts";
+
+let bk: FakeBuildkite;
+let work: string;
+let dest: string;
+let lifecycle: string;
+let n = 0;
+
+beforeAll(async () => {
+  bk = await startFakeBuildkite();
+  work = await mkdtemp(path.join(tmpdir(), "downloader-"));
+});
+afterAll(async () => {
+  await bk.close();
+  await rm(work, { recursive: true, force: true });
+});
+beforeEach(async () => {
+  n++;
+  dest = path.join(work, `dest-${n}`);
+  lifecycle = path.join(work, `lifecycle-${n}`);
+  await mkdir(lifecycle, { recursive: true });
+});
+
+/** The job env a Buildkite job would give the init container. */
+function jobEnv(extra: Record<string, string> = {}) {
+  return {
+    BUILDKITE_AGENT_ENDPOINT: bk.endpoint,
+    BUILDKITE_AGENT_ACCESS_TOKEN: bk.token,
+    BUILDKITE_BUILD_ID: bk.buildId,
+    BUILDPOD_LIFECYCLE_DIR: lifecycle,
+    ARTIFACT_DOWNLOADER_PROGRESS_INTERVAL: "100ms",
+    ...extra,
+  };
+}
+
+describe("artifact-downloader", () => {
+  it("downloads every match of every query, keeping relative paths and odd names", async () => {
+    const names = ["odd/a b.txt", "odd/ünï.txt", "odd/#1.txt", "odd/50%.txt", "odd/new\nline.txt"];
+    for (const name of names) await bk.seedArtifact({ path: name, content: `is ${name}` });
+    await bk.seedArtifact({ path: "other/skip.bin", content: "no" });
+
+    const r = await runInProcess(program, ["--query", "odd/*", "--dest", dest], jobEnv());
+    expect(r.code).toBe(0);
+    for (const name of names) {
+      expect(await readFile(path.join(dest, name), "utf8")).toBe(`is ${name}`);
+    }
+    expect(existsSync(path.join(dest, "other"))).toBe(false);
+    expect(r.summary.downloaded).toBe(names.length);
+  });
+
+  it("refuses paths that climb out of the destination and writes nothing outside", async () => {
+    const evil = ["../escape.txt", "/etc/abs.txt", "deep/../../up.txt", "..\\win.txt"];
+    for (const p of evil) await bk.seedArtifact({ path: p, content: "evil" });
+    await bk.seedArtifact({ path: "deep/fine.txt", content: "fine" });
+    const queries = [...evil, "deep/*"].flatMap((q) => ["--query", q]);
+    const r = await runInProcess(program, [...queries, "--dest", dest], jobEnv());
+    expect(r.code).toBe(4);
+    const refused = (r.summary.refused as { path: string }[]).map((x) => x.path).sort();
+    expect(refused).toEqual(["../escape.txt", "..\\win.txt", "/etc/abs.txt", "deep/../../up.txt"]);
+    expect(await readFile(path.join(dest, "deep/fine.txt"), "utf8")).toBe("fine");
+    expect(existsSync(path.join(work, "escape.txt"))).toBe(false);
+    expect(existsSync(path.join(work, "up.txt"))).toBe(false);
+    expect(r.lines.some((l) => l.msg.startsWith("refused artifact path"))).toBe(true);
+  });
+
+  it("fails on a checksum mismatch and leaves neither file nor temp file", async () => {
+    await bk.seedArtifact({ path: "sums/bad.txt", content: "real", sha256sum: "0".repeat(64) });
+    const r = await runInProcess(program, ["--query", "sums/*", "--dest", dest], jobEnv());
+    expect(r.code).toBe(1);
+    expect((r.summary.failed as { error: string }[])[0]?.error).toMatch(/sha256 is .* says 0+/);
+    expect(await readdir(path.join(dest, "sums"))).toEqual([]);
+  });
+
+  it("fails a required query that matches nothing, naming the query and the build", async () => {
+    const r = await runInProcess(
+      program,
+      ["--query", "nothing/*", "--required", "--dest", dest],
+      jobEnv(),
+    );
+    expect(r.code).toBe(1);
+    expect(String(r.summary.error)).toContain('"nothing/*"');
+    expect(String(r.summary.error)).toContain(bk.buildId);
+
+    const lenient = await runInProcess(program, ["--query", "nothing/*", "--dest", dest], jobEnv());
+    expect(lenient.code).toBe(0);
+  });
+
+  it("keeps the newest of two artifacts sharing a path, and logs it", async () => {
+    const retried = bk.addJob({ id: `job-${n}`, buildId: bk.buildId, stepKey: "test" });
+    await bk.seedArtifact({ path: "dup/x.txt", content: "old", createdAt: new Date(1_000) });
+    await bk.seedArtifact({ path: "dup/x.txt", content: "new", jobId: retried.id });
+    const r = await runInProcess(program, ["--query", "dup/*", "--dest", dest], jobEnv());
+    expect(r.code).toBe(0);
+    expect(await readFile(path.join(dest, "dup/x.txt"), "utf8")).toBe("new");
+    expect(r.lines.some((l) => l.msg.includes("the newest wins"))).toBe(true);
+  });
+
+  it("filters by step and retried jobs", async () => {
+    const old = bk.addJob({ id: `old-${n}`, buildId: bk.buildId, stepKey: "lint", retried: true });
+    const cur = bk.addJob({ id: `cur-${n}`, buildId: bk.buildId, stepKey: "lint" });
+    await bk.seedArtifact({ path: "lint/old.txt", content: "o", jobId: old.id });
+    await bk.seedArtifact({ path: "lint/cur.txt", content: "c", jobId: cur.id });
+    const plain = await runInProcess(
+      program,
+      ["--query", "lint/*", "--step", "lint", "--dest", dest],
+      jobEnv(),
+    );
+    expect(plain.summary.downloaded).toBe(1);
+    const all = await runInProcess(
+      program,
+      ["--query", "lint/*", "--step", "lint", "--include-retried-jobs", "--dest", `${dest}-all`],
+      jobEnv(),
+    );
+    expect(all.summary.downloaded).toBe(2);
+  });
+
+  it("rides out 429s, 5xxs and dropped connections", async () => {
+    await bk.seedArtifact({ path: "flaky/f.txt", content: "flaky" });
+    bk.inject({ kind: "status", status: 429, match: { path: /search$/ } });
+    bk.inject({ kind: "status", status: 503, match: { path: /download$/ } });
+    bk.inject({ kind: "drop", match: { server: "storage" } });
+    const r = await runInProcess(program, ["--query", "flaky/*", "--dest", dest], jobEnv());
+    expect(r.code).toBe(0);
+    expect(await readFile(path.join(dest, "flaky/f.txt"), "utf8")).toBe("flaky");
+    expect(r.lines.filter((l) => l.msg === "request failed, retrying").length).toBe(3);
+  });
+
+  it("stops with a config error before any request when there is no token", async () => {
+    const before = bk.requests.length;
+    const r = await runInProcess(
+      program,
+      ["--store", "buildkite", "--query", "*", "--dest", dest],
+      { ...jobEnv(), BUILDKITE_AGENT_ACCESS_TOKEN: undefined },
+    );
+    expect(r.code).toBe(2);
+    expect(String(r.summary.error)).toMatch(/no job token/);
+    expect(bk.requests.length).toBe(before);
+    expect(existsSync(dest)).toBe(false);
+  });
+
+  it("reads the token the agent-injector wrote, and never logs it", async () => {
+    await mkdir(path.join(lifecycle, "env"), { recursive: true });
+    await writeFile(path.join(lifecycle, "env", "token"), `${bk.token}\n`);
+    await bk.seedArtifact({ path: "tok/t.txt", content: "t" });
+    const r = await runInProcess(program, ["--query", "tok/*", "--dest", dest], {
+      ...jobEnv(),
+      BUILDKITE_AGENT_ACCESS_TOKEN: undefined,
+    });
+    expect(r.code).toBe(0);
+    expect(r.text).not.toContain(bk.token);
+  });
+});
+
+describe("targetPath", () => {
+  const cases: [string, string | RegExp][] = [
+    ["a/b.txt", "a/b.txt"],
+    ["./a//b.txt", "a/b.txt"],
+    ["a\\b.txt", "a/b.txt"],
+    ["../x", /climbs/],
+    ["a/../../x", /climbs/],
+    ["/etc/passwd", /absolute/],
+    ["C:/x", /absolute/],
+    ["", /names no file/],
+    ["a\0b", /NUL/],
+  ];
+  it.each(cases)("%j", (input, want) => {
+    const t = targetPath("/dest", input);
+    if (typeof want === "string") expect(t).toMatchObject({ ok: true, relative: want });
+    else expect(t.ok ? "" : t.why).toMatch(want);
+  });
+});
