@@ -73,7 +73,7 @@ export function metaFromEnv(
     kubernetes: {
       namespace: env.POD_NAMESPACE ?? env.KUBERNETES_NAMESPACE,
       podName: env.POD_NAME ?? env.HOSTNAME,
-      containerName: containerName ?? env.CONTAINER_NAME,
+      containerName,
     },
     buildkite: {
       jobId: env.BUILDKITE_JOB_ID,

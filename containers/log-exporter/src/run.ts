@@ -37,7 +37,9 @@ async function run(ctx: RunContext<Config>) {
   const labels = Object.fromEntries(
     config.labels.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
   );
-  const meta = metaFromEnv(ctx.env, labels, config.podLogs ? config.workloadContainer : undefined);
+  // Files under /logs and the pod's output are the workload's: name its container in a pod.
+  const inPod = ctx.env.POD_NAME !== undefined || ctx.env.KUBERNETES_SERVICE_HOST !== undefined;
+  const meta = metaFromEnv(ctx.env, labels, inPod ? config.workloadContainer : undefined);
   const metrics = createMetrics(ctx.metrics);
 
   // The sink: from the cluster sinks file, or stdout for local runs.
