@@ -78,7 +78,8 @@ export async function runProgram(program: Program, io: ProgramIo): Promise<numbe
     const logger = createLogger({ component: program.name, destination: io.stdout });
     const lifecycleDir = io.env.BUILDPOD_LIFECYCLE_DIR ?? "/buildpod";
     const summary = { problems: err.problems.length };
-    await finish(program, commandName, logger, lifecycleDir, startedAt, ExitCode.CONFIG, summary);
+    const container = io.env.BUILDPOD_CONTAINER_NAME || program.name;
+    await finish(container, commandName, logger, lifecycleDir, startedAt, ExitCode.CONFIG, summary);
     return ExitCode.CONFIG;
   }
   const common = loaded.config as unknown as CommonConfig;
@@ -169,7 +170,7 @@ async function runCommand(run: Run): Promise<number> {
   await lifecycle.close();
   await server?.close();
   await finish(
-    program,
+    common.containerName ?? program.name,
     commandName,
     logger,
     common.lifecycleDir,
@@ -213,7 +214,7 @@ function outcomeOfError(err: unknown, logger: Logger): Outcome {
 }
 
 async function finish(
-  program: Program,
+  container: string,
   command: string,
   logger: Logger,
   lifecycleDir: string,
@@ -223,7 +224,7 @@ async function finish(
 ): Promise<void> {
   const finishedAt = new Date();
   const record = {
-    container: program.name,
+    container,
     command,
     version,
     exit_code: exitCode,

@@ -15,6 +15,7 @@ export interface CommonConfig {
   printConfig: boolean;
   logLevel: string;
   lifecycleDir: string;
+  containerName?: string;
   httpPort: number;
   httpHost: string;
 }

@@ -27,6 +27,15 @@ export function commonOptions(envPrefix: string) {
       env: "BUILDPOD_LIFECYCLE_DIR",
       metavar: "DIR",
     }),
+    containerName: option({
+      schema: z
+        .string()
+        .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a container name (DNS label)")
+        .optional(),
+      description: "name of this container in the pod, for the status file; default the program's",
+      env: "BUILDPOD_CONTAINER_NAME",
+      metavar: "NAME",
+    }),
     httpPort: option({
       schema: z.number().int().min(0).max(65535).default(0),
       description: "port of the /healthz, /readyz and /metrics server; 0 serves none",
