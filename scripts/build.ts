@@ -7,6 +7,7 @@
  *   pnpm run build log-exporter    build only the named bundles
  *   pnpm run build --verbose       also print esbuild's warnings in full
  *   pnpm run build --sourcemap     also write dist/<name>.mjs.map, for `node --enable-source-maps`
+ *   pnpm run build --analyze       also list the packages taking the most bytes in each bundle
  *
  * The version the bundles print for `--version` is the root package.json version plus the git
  * revision (`0.1.0+1a2b3c4`), compiled in as `process.env.BUILDPOD_VERSION`; a release build can
@@ -44,6 +45,8 @@ export interface BundleResult {
   errors: esbuild.Message[];
   /** Native addons (`.node` files) the bundled code imports but the bundle leaves out. */
   nativeAddons: string[];
+  /** Bytes in the bundle per package (`(own code)` for the repository's), largest first. */
+  byPackage: [string, number][];
 }
 
 /**
@@ -200,6 +203,7 @@ export async function buildBundle(
         { id: "", pluginName: "", text: String(err), location: null, notes: [], detail: err },
       ],
       nativeAddons: [],
+      byPackage: [],
     };
   }
 }
@@ -226,7 +230,18 @@ async function finishBundle(
     nativeAddons: output.imports
       .filter((i) => i.external && i.path.endsWith(".node"))
       .map((i) => i.path),
+    byPackage: bytesByPackage(output.inputs),
   };
+}
+
+/** Sums the bundle's bytes per npm package, so the heavy dependencies stand out. */
+function bytesByPackage(inputs: Record<string, { bytesInOutput: number }>): [string, number][] {
+  const sums = new Map<string, number>();
+  for (const [file, { bytesInOutput }] of Object.entries(inputs)) {
+    const name = /.*node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(file)?.[1] ?? "(own code)";
+    sums.set(name, (sums.get(name) ?? 0) + bytesInOutput);
+  }
+  return [...sums].sort((a, b) => b[1] - a[1]);
 }
 
 /**
@@ -284,7 +299,7 @@ function formatSize(bytes: number): string {
 }
 
 /** Prints one line per bundle, then every failure with esbuild's own formatted message. */
-async function report(results: BundleResult[], verbose: boolean): Promise<void> {
+async function report(results: BundleResult[], flags: Set<string>): Promise<void> {
   const width = Math.max(...results.map((r) => r.spec.name.length));
   for (const r of results) {
     const size = r.ok ? formatSize(r.bytes).padStart(10) : "FAILED".padStart(10);
@@ -302,7 +317,13 @@ async function report(results: BundleResult[], verbose: boolean): Promise<void> 
           "carry compiled code, so that code path fails at run time",
       );
     }
-    if (verbose && r.warnings.length > 0) {
+    if (flags.has("--analyze") && r.ok) {
+      const top = r.byPackage.slice(0, 12).map(([name, bytes]) => {
+        return `    ${formatSize(bytes).padStart(10)}  ${name}`;
+      });
+      console.log(`\nlargest parts of ${r.spec.name}:\n${top.join("\n")}`);
+    }
+    if (flags.has("--verbose") && r.warnings.length > 0) {
       const text = await esbuild.formatMessages(r.warnings, { kind: "warning", color: false });
       console.log(`\nwarnings in ${r.spec.name}:\n${text.join("")}`);
     }
@@ -315,8 +336,8 @@ async function report(results: BundleResult[], verbose: boolean): Promise<void> 
 }
 
 async function main(argv: string[]): Promise<number> {
-  const verbose = argv.includes("--verbose");
-  const sourcemap = argv.includes("--sourcemap");
+  const flags = new Set(argv.filter((a) => a.startsWith("--")));
+  const sourcemap = flags.has("--sourcemap");
   const names = argv.filter((a) => !a.startsWith("--"));
   const all = findBundles();
   const unknown = names.filter((n) => !all.some((s) => s.name === n));
@@ -338,7 +359,7 @@ async function main(argv: string[]): Promise<number> {
   console.log(`bundling ${specs.length} program(s), version ${version}`);
   if (!sourcemap) await Promise.all(specs.map((s) => rm(`${s.outfile}.map`, { force: true })));
   const results = await buildBundles(specs, { version, sourcemap });
-  await report(results, verbose);
+  await report(results, flags);
 
   const failed = results.filter((r) => !r.ok);
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
