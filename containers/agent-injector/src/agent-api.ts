@@ -17,7 +17,6 @@ export interface AgentApiOptions {
 
 /** An API failure; `retryable` is true for network errors, timeouts, 429 and 5xx. */
 export class AgentApiError extends InjectorError {
-  override name = "AgentApiError";
   readonly status: number | undefined;
   readonly retryable: boolean;
 
@@ -27,6 +26,7 @@ export class AgentApiError extends InjectorError {
     opts: { status?: number; retryable: boolean; cause?: unknown },
   ) {
     super(reason, message, { cause: opts.cause });
+    this.name = "AgentApiError";
     this.status = opts.status;
     this.retryable = opts.retryable;
   }

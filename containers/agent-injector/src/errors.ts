@@ -1,14 +1,22 @@
+import { BuildpodError, ExitCode } from "@buildpod/runtime";
+
+/** Reasons that are the user's configuration, not a failed task: exit 2 like a config error. */
+const CONFIG_REASONS = new Set(["token-missing", "token-malformed", "job-id-missing"]);
+
 /**
- * The one error class agent-injector's modules throw for failures a user can act on. `reason`
- * is a stable short code (tests and the status file use it); the message says what failed and
- * what to check, in the project's "could not <verb> <object>: <why>; <what to do>" form.
+ * The error agent-injector's modules throw for failures a user can act on. `reason` is a
+ * stable short name (`token-rejected`); the BuildpodError `code` is its prefixed form
+ * (`AGENT_INJECTOR_TOKEN_REJECTED`), which the runner logs and puts in the status file. The
+ * message says what failed and what to check: "could not <verb> <object>: <why>; <what to do>".
  */
-export class InjectorError extends Error {
-  override name = "InjectorError";
+export class InjectorError extends BuildpodError {
   readonly reason: string;
 
   constructor(reason: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    const code = `AGENT_INJECTOR_${reason.toUpperCase().replaceAll("-", "_")}`;
+    const exitCode = CONFIG_REASONS.has(reason) ? ExitCode.CONFIG : ExitCode.FAILED;
+    super(code, message, { exitCode, cause: options?.cause });
+    this.name = "InjectorError";
     this.reason = reason;
   }
 }

@@ -4,7 +4,7 @@
  * skipped when the volume already holds the same bytes, so re-running an init container is free.
  */
 import { mkdir, readFile, stat } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { describeWriteError, errnoCode, InjectorError } from "./errors.ts";
 import { copyFileAtomic, type Owner, sha256File, writeFileAtomic } from "./files.ts";
 
@@ -13,6 +13,8 @@ export interface BinarySpec {
   source: string;
   /** File name to give it in the destination directory. */
   name: string;
+  /** The checksum the image recorded at build time; a mismatch fails the copy. */
+  expectedSha256?: string;
 }
 
 export interface InstallOptions {
@@ -40,6 +42,13 @@ export async function installBinary(
 ): Promise<InstallResult> {
   const sourceInfo = await statSource(spec.source);
   const sha256 = await sha256File(spec.source);
+  if (spec.expectedSha256 !== undefined && spec.expectedSha256 !== sha256) {
+    throw new InjectorError(
+      "binary-corrupt",
+      `could not copy ${spec.source}: its sha256 ${sha256} differs from ${spec.expectedSha256} ` +
+        "recorded when the image was built; the image is damaged: pull it again or rebuild it",
+    );
+  }
   const path = join(options.dest, spec.name);
   const result = { name: spec.name, source: spec.source, path, sha256, bytes: sourceInfo.size };
 
@@ -97,6 +106,19 @@ export async function readImageVersion(binary: string): Promise<string | undefin
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Reads the checksum the image records beside the binary (`SHA256`, lines of
+ * `<hex>  <file name>` as sha256sum writes them) for this binary's name, if there is one.
+ */
+export async function readImageChecksum(binary: string): Promise<string | undefined> {
+  const text = await readFile(join(dirname(binary), "SHA256"), "utf8").catch(() => "");
+  for (const line of text.split("\n")) {
+    const [hex, name] = line.trim().split(/\s+\*?/);
+    if (name === basename(binary) && hex && /^[0-9a-f]{64}$/.test(hex)) return hex;
+  }
+  return undefined;
 }
 
 /** Records `version` as `<dest>/<name>.version` (skipped when the file already says so). */

@@ -7,9 +7,9 @@
  * Files are 0600 (0640 with groupReadable, for sidecars that share the pod's fsGroup but not the
  * workload's uid), the directory 0700 (0750), so no other user on the node's volume reads them.
  */
-import { chmod, chown, mkdir } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { describeWriteError } from "./errors.ts";
+import { describeWriteError, errnoCode, InjectorError } from "./errors.ts";
 import { type Owner, writeFileAtomic } from "./files.ts";
 import { renderShellEnv } from "./shell-env.ts";
 
@@ -67,4 +67,40 @@ export async function writeJobEnv(options: JobEnvOptions): Promise<WrittenJobEnv
     throw describeWriteError(err, dir, current === dir ? "the env directory" : current);
   }
   return written;
+}
+
+/**
+ * Reads back the JSON file `writeJobEnv` wrote in `dir` (for `run`); an empty object when
+ * there is none, an InjectorError when it is not a flat object of strings.
+ */
+export async function readJobEnv(dir: string): Promise<Record<string, string>> {
+  const file = join(dir, "buildkite.json");
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return {};
+    throw new InjectorError("env-unreadable", `could not read ${file}: ${errnoCode(err)}`, {
+      cause: err,
+    });
+  }
+  const parsed = (() => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return undefined;
+    }
+  })();
+  const isFlat =
+    typeof parsed === "object" &&
+    parsed !== null &&
+    !Array.isArray(parsed) &&
+    Object.values(parsed).every((v) => typeof v === "string");
+  if (!isFlat) {
+    throw new InjectorError(
+      "env-unreadable",
+      `could not read ${file}: not a JSON object of strings; let agent-injector inject write it`,
+    );
+  }
+  return parsed as Record<string, string>;
 }

@@ -1,10 +1,10 @@
 import { main } from "@buildpod/runtime";
+import { inject } from "./inject.ts";
+import { run } from "./run.ts";
 
-// Placeholder until the container lands: --help says so and a run exits 1.
 main({
   name: "agent-injector",
-  description: "see README.md",
+  description: "put buildkite-agent and the job's credentials into the pod, and run the agent",
   envPrefix: "AGENT_INJECTOR",
-  commands: {},
-  notBuilt: "this container is being built; see its issue",
+  commands: { inject, run },
 });

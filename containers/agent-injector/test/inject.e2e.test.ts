@@ -1,0 +1,186 @@
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
+import { ensureBundle, runToEnd, summaryOf } from "./helpers.ts";
+
+const TOKEN = "bkaj_e2e-job-token-0123456789";
+let bk: FakeBuildkite;
+let dir: string;
+let image: string;
+let n = 0;
+
+beforeAll(async () => {
+  ensureBundle();
+  bk = await startFakeBuildkite({ token: TOKEN });
+  dir = await mkdtemp(join(tmpdir(), "agent-injector-e2e-"));
+  // The image's layout (images/Dockerfile): the binary with VERSION and SHA256 beside it.
+  image = join(dir, "image");
+  await mkdir(image);
+  await writeFile(join(image, "buildkite-agent"), "#!/bin/sh\necho stand-in agent\n");
+  await chmod(join(image, "buildkite-agent"), 0o755);
+  await writeFile(join(image, "VERSION"), "3.137.0\n");
+});
+afterAll(async () => {
+  await bk.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A fresh pod: its own lifecycle and bin directories, and the job env as the pod spec gives it. */
+async function pod(extraEnv: Record<string, string> = {}) {
+  const root = join(dir, `pod-${++n}`);
+  await mkdir(root);
+  const env = {
+    BUILDPOD_LIFECYCLE_DIR: join(root, "buildpod"),
+    AGENT_INJECTOR_AGENT_BINARY: join(image, "buildkite-agent"),
+    AGENT_INJECTOR_DEST: join(root, "bin"),
+    BUILDKITE_AGENT_ENDPOINT: bk.endpoint,
+    BUILDKITE_JOB_ID: bk.jobId,
+    BUILDKITE_BUILD_ID: bk.buildId,
+    BUILDKITE_AGENT_ACCESS_TOKEN: TOKEN,
+    ...extraEnv,
+  };
+  return { root, env, envDir: join(root, "buildpod", "env"), bin: join(root, "bin") };
+}
+
+describe("agent-injector inject", () => {
+  it("verifies the token, copies the agent, writes the env files; a re-run copies nothing", async () => {
+    const p = await pod({ BUILDKITE_MESSAGE: "fix `it` $(now)\n'quoted'", CI: "true" });
+    const first = await runToEnd(["inject"], p.env);
+    expect(first.code, first.stderr).toBe(0);
+    expect(summaryOf(first.stdout)).toMatchObject({
+      job_state: "running",
+      agent_version: "3.137.0",
+      binaries: 1,
+      copied: 1,
+    });
+    expect(await readFile(join(p.bin, "buildkite-agent.version"), "utf8")).toBe("3.137.0\n");
+    expect(await readFile(join(p.envDir, "token"), "utf8")).toBe(TOKEN);
+    const json = JSON.parse(await readFile(join(p.envDir, "buildkite.json"), "utf8"));
+    expect(json).toMatchObject({ BUILDKITE_MESSAGE: "fix `it` $(now)\n'quoted'", CI: "true" });
+    expect(json).not.toHaveProperty("BUILDPOD_LIFECYCLE_DIR");
+    expect(first.stdout + first.stderr).not.toContain(TOKEN);
+    const status = JSON.parse(
+      await readFile(join(p.root, "buildpod", "status", "agent-injector.json"), "utf8"),
+    );
+    expect(status).toMatchObject({ command: "inject", exit_code: 0 });
+
+    const before = await stat(join(p.bin, "buildkite-agent"));
+    const again = await runToEnd(["inject"], p.env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(summaryOf(again.stdout)).toMatchObject({ binaries: 1, copied: 0 });
+    const after = await stat(join(p.bin, "buildkite-agent"));
+    expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
+  });
+
+  it("takes the token from a mounted Secret file, trailing newline and all", async () => {
+    const p = await pod();
+    const { BUILDKITE_AGENT_ACCESS_TOKEN: _, ...env } = p.env;
+    const secret = join(p.root, "token-secret");
+    await writeFile(secret, `${TOKEN}\n`);
+    const result = await runToEnd(["inject", "--token-file", secret], env);
+    expect(result.code, result.stderr).toBe(0);
+    expect(await readFile(join(p.envDir, "token"), "utf8")).toBe(TOKEN);
+  });
+
+  it.each<{ name: string; env: Record<string, string>; code: number; says: RegExp }>([
+    {
+      name: "a rejected token (401)",
+      env: { BUILDKITE_AGENT_ACCESS_TOKEN: "bkaj_not-the-job-token" },
+      code: 1,
+      says: /answered 401 .*not valid; check that the Secret holds the access token of job/,
+    },
+    {
+      name: "a missing token",
+      env: { BUILDKITE_AGENT_ACCESS_TOKEN: "" },
+      code: 2,
+      says: /could not find the job token: .*--token-file/,
+    },
+    {
+      name: "a malformed token",
+      env: { BUILDKITE_AGENT_ACCESS_TOKEN: "apiVersion: v1\nkind: Secret" },
+      code: 2,
+      says: /not a Buildkite token; check that the Secret holds only the token/,
+    },
+    {
+      name: "an unknown job",
+      env: { BUILDKITE_JOB_ID: "00000000-0000-0000-0000-000000000000" },
+      code: 1,
+      says: /could not find job 00000000-.*check BUILDKITE_JOB_ID/,
+    },
+  ])("fails on $name, saying what to check, writing no env files", async (c) => {
+    const p = await pod(c.env);
+    const result = await runToEnd(["inject"], p.env);
+    expect(result.code, result.stdout).toBe(c.code);
+    expect(result.stdout + result.stderr).toMatch(c.says);
+    expect(result.stdout + result.stderr).not.toContain("bkaj_not-the-job-token");
+    await expect(stat(p.envDir)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it.each([
+    { name: "empty", content: "\n", says: /expected a non-empty secret in .*got an empty file/ },
+    { name: "missing", content: undefined, says: /expected a readable secret file at .*ENOENT/ },
+  ])("fails on a token file that is $name (exit 2)", async (c) => {
+    const p = await pod();
+    const { BUILDKITE_AGENT_ACCESS_TOKEN: _, ...env } = p.env;
+    const secret = join(p.root, "token-secret");
+    if (c.content !== undefined) await writeFile(secret, c.content);
+    const result = await runToEnd(["inject", "--token-file", secret], env);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(c.says);
+  });
+
+  it("gives up on an endpoint that never answers, within the verify timeout", async () => {
+    bk.addJob({ id: "stalled-job", buildId: bk.buildId });
+    bk.inject({ kind: "stall", count: 1000, match: { path: "/v3/jobs/stalled-job" } });
+    const p = await pod({ BUILDKITE_JOB_ID: "stalled-job" });
+    const args = ["inject", "--request-timeout", "300ms", "--verify-timeout", "1s"];
+    const result = await runToEnd(args, p.env);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/no answer within 300ms.*gave up after \d+ attempts/);
+  });
+
+  it("names the binary missing from the image", async () => {
+    const p = await pod({ AGENT_INJECTOR_AGENT_BINARY: join(image, "missing-agent") });
+    const result = await runToEnd(["inject"], p.env);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(`could not copy ${join(image, "missing-agent")}: no such file`);
+  });
+
+  it("refuses an agent whose bytes differ from the SHA256 the image recorded", async () => {
+    const damaged = join(dir, "damaged-image");
+    await mkdir(damaged);
+    await writeFile(join(damaged, "buildkite-agent"), "not what was downloaded");
+    await writeFile(join(damaged, "SHA256"), `${"0".repeat(64)}  buildkite-agent\n`);
+    const p = await pod({ AGENT_INJECTOR_AGENT_BINARY: join(damaged, "buildkite-agent") });
+    const result = await runToEnd(["inject"], p.env);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain("AGENT_INJECTOR_BINARY_CORRUPT");
+  });
+
+  it("copies extra binaries under their own or a given name", async () => {
+    const p = await pod();
+    const tool = join(image, "buildkite-agent");
+    const args = [
+      "inject",
+      "--extra-binary",
+      `${tool}:bk`,
+      "--extra-binary",
+      join(image, "VERSION"),
+    ];
+    const result = await runToEnd(args, p.env);
+    expect(result.code, result.stdout).toBe(0);
+    expect(summaryOf(result.stdout)).toMatchObject({ binaries: 3, copied: 3 });
+    expect((await stat(join(p.bin, "bk"))).mode & 0o777).toBe(0o755);
+    expect((await stat(join(p.bin, "VERSION"))).mode & 0o777).toBe(0o755);
+  });
+
+  it("never prints the token, not even with --print-config", async () => {
+    const p = await pod();
+    const result = await runToEnd(["inject", "--print-config"], p.env);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("<secret from env BUILDKITE_AGENT_ACCESS_TOKEN>");
+    expect(result.stdout).not.toContain(TOKEN);
+  });
+});
