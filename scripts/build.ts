@@ -15,7 +15,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { chmod, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import * as esbuild from "esbuild";
 
@@ -149,6 +149,8 @@ function baseOptions(settings: BuildSettings): esbuild.BuildOptions {
     },
     plugins: [excludeNativeAddons],
     metafile: true,
+    // Files are written by writeAtomically below, never by esbuild in place.
+    write: false,
     logLevel: "silent",
   };
 }
@@ -172,7 +174,7 @@ export async function buildBundles(
       outdir: ROOT,
       outExtension: { ".js": ".mjs" },
     });
-    return await Promise.all(specs.map((spec) => finishBundle(spec, out.metafile, out.warnings)));
+    return await Promise.all(specs.map((spec) => finishBundle(spec, out)));
   } catch {
     return Promise.all(specs.map((spec) => buildBundle(spec, settings)));
   }
@@ -189,7 +191,7 @@ export async function buildBundle(
       entryPoints: [spec.entry],
       outfile: spec.outfile,
     });
-    return await finishBundle(spec, out.metafile, out.warnings);
+    return await finishBundle(spec, out);
   } catch (err) {
     const failure = err as Partial<esbuild.BuildFailure>;
     // A bundle left over from an earlier run would let tests pass against stale code.
@@ -208,24 +210,27 @@ export async function buildBundle(
   }
 }
 
-/** Makes a written bundle executable, writes its notices and collects what the report shows. */
-async function finishBundle(
-  spec: BundleSpec,
-  metafile: esbuild.Metafile | undefined,
-  warnings: esbuild.Message[],
-): Promise<BundleResult> {
+/** Writes one bundle, its source map and its notices, and collects what the report shows. */
+async function finishBundle(spec: BundleSpec, out: esbuild.BuildResult): Promise<BundleResult> {
   // Metafile and message paths are relative to absWorkingDir, the repository root.
-  const output = metafile?.outputs[path.relative(ROOT, spec.outfile)];
-  if (!output) throw new Error(`esbuild wrote no ${spec.outfile}`);
+  const output = out.metafile?.outputs[path.relative(ROOT, spec.outfile)];
+  const files = new Map(out.outputFiles?.map((f) => [f.path, f.contents]));
+  const code = files.get(spec.outfile);
+  if (!output || !code) throw new Error(`esbuild produced no ${spec.outfile}`);
+
   const inputs = Object.keys(output.inputs);
+  const comments = files.get(`${spec.outfile}.LEGAL.txt`);
+  const map = files.get(`${spec.outfile}.map`);
+  await writeAtomically(spec.outfile, code, 0o755);
+  if (map) await writeAtomically(`${spec.outfile}.map`, map);
+  await writeAtomically(`${spec.outfile}.LEGAL.txt`, legalNotice(spec, inputs, comments));
+
   const mine = (m: esbuild.Message) => !m.location || inputs.includes(m.location.file);
-  await writeLegalNotice(spec, inputs);
-  await chmod(spec.outfile, 0o755);
   return {
     spec,
     ok: true,
-    bytes: (await stat(spec.outfile)).size,
-    warnings: warnings.filter(mine),
+    bytes: code.byteLength,
+    warnings: out.warnings.filter(mine),
     errors: [],
     nativeAddons: output.imports
       .filter((i) => i.external && i.path.endsWith(".node"))
@@ -245,22 +250,32 @@ function bytesByPackage(inputs: Record<string, { bytesInOutput: number }>): [str
 }
 
 /**
- * Writes `<name>.mjs.LEGAL.txt`: the legal comments esbuild extracted (it writes that file only
- * when there were some) followed by each bundled package's name, version and licence, so an
- * image that ships the bundle can ship the notices with it.
+ * Other engineers' end-to-end tests start these bundles while someone rebuilds: a reader must
+ * see the old file or the new one, never half of one. Hence a temporary file and a rename.
  */
-async function writeLegalNotice(spec: BundleSpec, inputs: string[]): Promise<void> {
-  const file = `${spec.outfile}.LEGAL.txt`;
-  const comments = existsSync(file) ? await readFile(file, "utf8") : "";
+async function writeAtomically(file: string, data: Uint8Array | string, mode = 0o644) {
+  await mkdir(path.dirname(file), { recursive: true });
+  const temp = `${file}.${process.pid}.tmp`;
+  await writeFile(temp, data, { mode });
+  await chmod(temp, mode); // writeFile's mode is filtered by the umask
+  await rename(temp, file);
+}
+
+/**
+ * The text of `<name>.mjs.LEGAL.txt`: each bundled package's name, version and licence, then
+ * the legal comments esbuild extracted from the code, so an image that ships the bundle can
+ * ship the notices with it.
+ */
+function legalNotice(spec: BundleSpec, inputs: string[], comments?: Uint8Array): string {
   const packages = bundledPackages(inputs);
   const lines = [
     `Third-party code bundled into ${path.basename(spec.outfile)}:`,
     "",
     ...packages.map((p) => `  ${p.name}@${p.version}  ${p.license}`),
     "",
-    comments ? `Legal comments found in that code:\n\n${comments}` : "",
+    comments ? `Legal comments found in that code:\n\n${new TextDecoder().decode(comments)}` : "",
   ];
-  await writeFile(file, `${lines.join("\n").trimEnd()}\n`);
+  return `${lines.join("\n").trimEnd()}\n`;
 }
 
 interface PackageInfo {
