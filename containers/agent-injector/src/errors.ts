@@ -32,6 +32,7 @@ export function errnoCode(err: unknown): string | undefined {
  * problem (read-only, full, not permitted), or returns the error unchanged when it is none.
  */
 export function describeWriteError(err: unknown, dir: string, what: string): unknown {
+  if (err instanceof InjectorError) return err;
   const code = errnoCode(err);
   const why = (err as Error).message;
   switch (code) {

@@ -6,6 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { chown, copyFile, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { InjectorError } from "./errors.ts";
 
 /** Who should own a written file; `undefined` keeps the writing process's own ids. */
 export interface Owner {
@@ -69,7 +70,7 @@ async function replaceAtomically(
     try {
       // chmod after writing: umask must not narrow the mode, and copyFile keeps the source's.
       await handle.chmod(options.mode);
-      if (options.owner) await chown(temp, options.owner.uid, options.owner.gid);
+      if (options.owner) await chownOrExplain(temp, target, options.owner);
     } finally {
       await handle.close();
     }
@@ -77,6 +78,22 @@ async function replaceAtomically(
   } catch (err) {
     await rm(temp, { force: true }).catch(() => {});
     throw err;
+  }
+}
+
+/** chown, with the one fix for EPERM spelled out: --owner needs root. */
+export async function chownOrExplain(path: string, shownAs: string, owner: Owner): Promise<void> {
+  try {
+    await chown(path, owner.uid, owner.gid);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    throw new InjectorError(
+      "owner-not-permitted",
+      `could not hand ${shownAs} to ${owner.uid}:${owner.gid}: ${code}; --owner needs this ` +
+        "container to run as root (securityContext.runAsUser: 0), or drop --owner and give the " +
+        "pod an fsGroup with --group-readable",
+      { cause: err },
+    );
   }
 }
 

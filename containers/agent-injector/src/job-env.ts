@@ -7,10 +7,10 @@
  * Files are 0600 (0640 with groupReadable, for sidecars that share the pod's fsGroup but not the
  * workload's uid), the directory 0700 (0750), so no other user on the node's volume reads them.
  */
-import { chmod, chown, mkdir, readFile } from "node:fs/promises";
+import { chmod, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describeWriteError, errnoCode, InjectorError } from "./errors.ts";
-import { type Owner, writeFileAtomic } from "./files.ts";
+import { chownOrExplain, type Owner, writeFileAtomic } from "./files.ts";
 import { renderShellEnv } from "./shell-env.ts";
 
 export const TOKEN_VARIABLE = "BUILDKITE_AGENT_ACCESS_TOKEN";
@@ -53,7 +53,7 @@ export async function writeJobEnv(options: JobEnvOptions): Promise<WrittenJobEnv
   try {
     await mkdir(dir, { recursive: true });
     await chmod(dir, options.groupReadable ? 0o750 : 0o700);
-    if (owner) await chown(dir, owner.uid, owner.gid);
+    if (owner) await chownOrExplain(dir, dir, owner);
     const write = (path: string, text: string) => {
       current = path;
       return writeFileAtomic(path, text, { mode: fileMode, owner });

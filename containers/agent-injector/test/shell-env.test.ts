@@ -103,6 +103,20 @@ describe("the shell env file", () => {
     }
   });
 
+  it("hands the directory and files to --owner", async () => {
+    // Root may give files to anyone; any other user only to itself and its own groups.
+    const isRoot = process.getuid?.() === 0;
+    const owner = isRoot
+      ? { uid: 4242, gid: 4343 }
+      : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+    const envDir = join(dir, "owned");
+    await writeJobEnv({ dir: envDir, vars: {}, token: "t", groupReadable: false, owner });
+    for (const path of [envDir, join(envDir, "buildkite.env"), join(envDir, "token")]) {
+      const info = await stat(path);
+      expect({ uid: info.uid, gid: info.gid }, path).toEqual(owner);
+    }
+  });
+
   it("skips names that are not shell identifiers, keeping them in the JSON file", async () => {
     const vars = { "BUILDKITE_BAD-NAME": "1", "BUILDKITE_X.Y": "2", BUILDKITE_OK: "3" };
     const envDir = join(dir, "names");
