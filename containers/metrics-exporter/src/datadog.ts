@@ -11,7 +11,7 @@
  * the OpenMetrics check instead drops a first scrape it cannot date, which loses the counters
  * of a short-lived CI pod.
  */
-import { type Family, labelValue, withoutLabel } from "./parse.ts";
+import { type Family, labelsOf, labelValue, withoutLabel } from "./parse.ts";
 
 /** What the mapping needs of a family (parsed or merged). */
 export type SourceFamily = Pick<Family, "name" | "type" | "samples">;
@@ -79,7 +79,7 @@ export function toDatadog(families: Iterable<SourceFamily>, opts: MappingOptions
         out.skipped.push({ metric: s.name, reason: `Datadog cannot store the value ${s.value}` });
         continue;
       }
-      const point = mapSample(f, base, s.name, s.labels, opts.tags);
+      const point = mapSample(f, base, s.name, labelsOf(s), opts.tags);
       if (point === undefined) continue;
       point.value = s.value;
       point.timestampMs = s.timestampMs;

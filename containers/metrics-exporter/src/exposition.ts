@@ -15,12 +15,12 @@ export const TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 export const OPENMETRICS_CONTENT_TYPE =
   "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/** Formats a sample value; finite values keep their original spelling. */
-export function formatValue(s: Pick<Sample, "value" | "valueText">): string {
-  if (s.valueText !== "") return s.valueText;
-  if (Number.isNaN(s.value)) return "NaN";
-  if (Number.isFinite(s.value)) return String(s.value);
-  return s.value > 0 ? "+Inf" : "-Inf";
+/** Formats a sample value (the shortest text that reads back as the same float). */
+export function formatValue(s: Pick<Sample, "value">): string {
+  const v = s.value;
+  if (Number.isFinite(v)) return String(v);
+  if (Number.isNaN(v)) return "NaN";
+  return v > 0 ? "+Inf" : "-Inf";
 }
 
 const escapeHelpText = (h: string) => h.replace(/[\\\n]/g, (c) => (c === "\n" ? "\\n" : "\\\\"));
@@ -71,8 +71,8 @@ export function renderOpenMetrics(families: Iterable<RenderFamily>): string {
 }
 
 /** A sample built by us (our own gauges), with its series identity computed. */
-export function makeSample(name: string, labels: string[], value: number, series: string): Sample {
-  return { name, labels, series, value, valueText: "", line: 0 };
+export function makeSample(name: string, value: number, series: string): Sample {
+  return { name, series, value, line: 0 };
 }
 
 /** Picks OpenMetrics when the Accept header prefers it over text/plain (q-values honoured). */

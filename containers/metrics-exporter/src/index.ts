@@ -16,6 +16,7 @@ export { type Conflict, mergeFiles } from "./merge.ts";
 export {
   type Family,
   formatProblem,
+  labelsOf,
   type ParseProblem,
   type ParseResult,
   parseExposition,

@@ -15,13 +15,12 @@ export type MetricType = (typeof METRIC_TYPES)[number];
 export interface Sample {
   /** The sample name, e.g. `x_bucket` in histogram family `x`. */
   name: string;
-  /** Label names and values, alternating, sorted by name: `[k1, v1, k2, v2]`. */
-  labels: string[];
-  /** The canonical rendering of name and labels (sorted, escaped): the series identity. */
+  /**
+   * The canonical rendering of name and labels (sorted, escaped): the series identity, and
+   * the only copy of the labels kept (read them with `labelsOf`), to keep 200,000 series small.
+   */
   series: string;
   value: number;
-  /** The value as written when it is finite (kept so that `1.0` is not re-rendered as `1`). */
-  valueText: string;
   /** Milliseconds since the epoch, when the line carries a timestamp. */
   timestampMs?: number;
   line: number;
@@ -97,6 +96,7 @@ export function seriesOf(name: string, labels: string[]): string {
 class LineError extends Error {}
 
 const isBlank = (c: number) => c === 0x20 || c === 0x09;
+const EMPTY: string[] = [];
 
 /** Parses a whole file. `file` is only used to name the file in problems. */
 export function parseExposition(text: string, file: string): ParseResult {
@@ -226,47 +226,55 @@ class Parser {
     if (!METRIC_NAME.test(name)) throw new LineError(invalidName(name));
     while (i < line.length && isBlank(line.charCodeAt(i))) i++;
 
-    let labels: string[] = [];
+    let labels: string[] = EMPTY;
+    // When the labels are written canonically (sorted, no blanks, no trailing comma), the
+    // series identity is the text as written: no string needs to be built.
+    let series: string | undefined = name;
     if (line.charCodeAt(i) === 0x7b) {
+      const labelStart = i;
       const parsed = parseLabels(line, i + 1);
       labels = parsed.labels;
+      series = parsed.canonical ? line.slice(start, parsed.end) : undefined;
+      if (labelStart !== start + name.length) series = undefined;
       i = parsed.end;
       while (i < line.length && isBlank(line.charCodeAt(i))) i++;
     }
 
-    const tokens = line.slice(i).split(/[ \t]+/);
-    if (tokens.at(-1) === "") tokens.pop();
-    if (tokens.length === 0 || tokens[0] === "") throw new LineError("the sample has no value");
-    if (tokens.length > 2) {
-      throw new LineError(`unexpected text after the value and timestamp: "${tokens[2]}"`);
-    }
-    const valueText = tokens[0] as string;
+    const valueEnd = tokenEnd(line, i);
+    if (valueEnd === i) throw new LineError("the sample has no value");
+    const valueText = line.slice(i, valueEnd);
     const value = parseFloatStrict(valueText);
     if (value === undefined) {
       throw new LineError(`"${valueText}" is not a number; expected a float, NaN, +Inf or -Inf`);
     }
     let timestampMs: number | undefined;
-    if (tokens.length === 2) {
-      const ts = tokens[1] as string;
+    i = skipBlanks(line, valueEnd);
+    if (i < line.length) {
+      const tsEnd = tokenEnd(line, i);
+      const ts = line.slice(i, tsEnd);
       if (!TIMESTAMP.test(ts)) {
         throw new LineError(`"${ts}" is not a timestamp; expected integer milliseconds`);
+      }
+      const rest = skipBlanks(line, tsEnd);
+      if (rest < line.length) {
+        const extra = line.slice(rest, tokenEnd(line, rest));
+        throw new LineError(`unexpected text after the value and timestamp: "${extra}"`);
       }
       timestampMs = Number(ts);
       this.timestamps++;
     }
 
     const family = this.familyForSample(name);
-    const series = seriesOf(name, labels);
+    series ??= seriesOf(name, labels);
     const seen = this.seriesLines.get(series);
     if (seen !== undefined)
       throw new LineError(`the series ${series} already appears on line ${seen}`);
     this.seriesLines.set(series, this.lineNo);
     family.samples.push({
-      name,
-      labels,
+      // The family's own string when equal, rather than one slice of the file per sample.
+      name: name === family.name ? family.name : name,
       series,
       value,
-      valueText: Number.isFinite(value) ? valueText : "",
       timestampMs,
       line: this.lineNo,
     });
@@ -320,8 +328,9 @@ class Parser {
     const groups = new Map<string, { le: number; count: number; line: number; inf?: number }>();
     const counts = new Map<string, Sample>();
     for (const s of family.samples) {
-      const le = labelValue(s.labels, "le");
-      const key = seriesOf("", withoutLabel(s.labels, "le"));
+      const labels = labelsOf(s);
+      const le = labelValue(labels, "le");
+      const key = seriesOf("", withoutLabel(labels, "le"));
       if (s.name !== `${family.name}_bucket`) {
         if (le !== undefined)
           this.problem(s.line, s.name, `the le label belongs on ${family.name}_bucket only`);
@@ -382,7 +391,7 @@ class Parser {
         this.problem(
           count.line,
           count.name,
-          `_count ${count.valueText} differs from the le="+Inf" bucket ${g.inf} (line ${g.line})`,
+          `_count ${count.value} differs from the le="+Inf" bucket ${g.inf} (line ${g.line})`,
         );
       }
     }
@@ -391,7 +400,8 @@ class Parser {
   private checkSummary(family: Family) {
     const last = new Map<string, { q: number; line: number }>();
     for (const s of family.samples) {
-      const q = labelValue(s.labels, "quantile");
+      const labels = labelsOf(s);
+      const q = labelValue(labels, "quantile");
       if (s.name !== family.name) {
         if (q !== undefined)
           this.problem(s.line, s.name, `the quantile label belongs on ${family.name} only`);
@@ -406,7 +416,7 @@ class Parser {
         );
         continue;
       }
-      const key = seriesOf("", withoutLabel(s.labels, "quantile"));
+      const key = seriesOf("", withoutLabel(labels, "quantile"));
       const prev = last.get(key);
       if (prev !== undefined && value <= prev.q) {
         this.problem(
@@ -446,55 +456,105 @@ function unescapeHelp(text: string): string {
   });
 }
 
-/** Parses `a="1",b="2"}` starting after the `{`; returns sorted labels and the index after `}`. */
-function parseLabels(line: string, start: number): { labels: string[]; end: number } {
-  const pairs: [string, string][] = [];
+/**
+ * Parses `a="1",b="2"}` starting after the `{`. Returns the labels sorted by name, the index
+ * after `}`, and whether the text was already canonical (sorted, unpadded, nothing to escape
+ * differently), in which case it can serve as the series identity as is.
+ */
+function parseLabels(
+  line: string,
+  start: number,
+): { labels: string[]; end: number; canonical: boolean } {
+  const labels: string[] = [];
+  let canonical = true;
+  let sorted = true;
   let i = start;
   for (;;) {
-    while (i < line.length && isBlank(line.charCodeAt(i))) i++;
-    if (line.charCodeAt(i) === 0x7d) break;
+    const before = i;
+    i = skipBlanks(line, i);
+    if (i !== before) canonical = false;
+    if (line.charCodeAt(i) === 0x7d) {
+      if (labels.length > 0) canonical = false; // a trailing comma
+      break;
+    }
     const nameStart = i;
-    while (i < line.length && /[a-zA-Z0-9_]/.test(line[i] as string)) i++;
+    while (i < line.length && isLabelChar(line.charCodeAt(i))) i++;
     const name = line.slice(nameStart, i);
     if (!LABEL_NAME.test(name)) {
       const found = line.slice(nameStart, nameStart + 20) || "end of line";
       throw new LineError(`expected a label name [a-zA-Z_][a-zA-Z0-9_]* but found "${found}"`);
     }
-    if (name.startsWith("__")) {
+    if (name.charCodeAt(0) === 0x5f && name.charCodeAt(1) === 0x5f) {
       throw new LineError(`label name ${name} is reserved (names starting with __)`);
     }
-    while (i < line.length && isBlank(line.charCodeAt(i))) i++;
-    if (line[i] !== "=") throw new LineError(`expected = after label name ${name}`);
-    i++;
-    while (i < line.length && isBlank(line.charCodeAt(i))) i++;
-    if (line[i] !== '"') throw new LineError(`expected a quoted value for label ${name}`);
-    const value = readQuoted(line, i + 1, name);
+    const eq = skipBlanks(line, i);
+    if (line.charCodeAt(eq) !== 0x3d) throw new LineError(`expected = after label name ${name}`);
+    const quote = skipBlanks(line, eq + 1);
+    if (line.charCodeAt(quote) !== 0x22) {
+      throw new LineError(`expected a quoted value for label ${name}`);
+    }
+    if (eq !== i || quote !== eq + 1) canonical = false;
+    const value = readQuoted(line, quote + 1, name);
+    if (value.escaped) canonical = false;
     i = value.end;
-    if (pairs.some(([n]) => n === name)) throw new LineError(`label ${name} appears twice`);
-    pairs.push([name, value.text]);
-    while (i < line.length && isBlank(line.charCodeAt(i))) i++;
-    if (line[i] === ",") {
+    for (let k = 0; k < labels.length; k += 2) {
+      if (labels[k] === name) throw new LineError(`label ${name} appears twice`);
+    }
+    if (labels.length > 0 && (labels[labels.length - 2] as string) > name) sorted = false;
+    labels.push(name, value.text);
+    const sep = skipBlanks(line, i);
+    if (sep !== i) canonical = false;
+    i = sep;
+    const c = line.charCodeAt(i);
+    if (c === 0x2c) {
       i++;
       continue;
     }
-    if (line[i] === "}") break;
+    if (c === 0x7d) break;
     throw new LineError(`expected , or } after the value of label ${name}`);
   }
-  if (pairs.length > 1) pairs.sort((a, b) => (a[0] < b[0] ? -1 : 1));
-  return { labels: pairs.flat(), end: i + 1 };
+  if (!sorted) return { labels: sortPairs(labels), end: i + 1, canonical: false };
+  return { labels, end: i + 1, canonical };
+}
+
+function sortPairs(labels: string[]): string[] {
+  const pairs: [string, string][] = [];
+  for (let k = 0; k < labels.length; k += 2)
+    pairs.push([labels[k] as string, labels[k + 1] as string]);
+  pairs.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  const out: string[] = [];
+  for (const [k, v] of pairs) out.push(k, v);
+  return out;
+}
+
+const isLabelChar = (c: number) =>
+  (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f;
+
+function skipBlanks(line: string, i: number): number {
+  while (i < line.length && isBlank(line.charCodeAt(i))) i++;
+  return i;
+}
+
+function tokenEnd(line: string, i: number): number {
+  while (i < line.length && !isBlank(line.charCodeAt(i))) i++;
+  return i;
 }
 
 /** Reads a label value after its opening quote; escapes are `\\`, `\"` and `\n`. */
-function readQuoted(line: string, start: number, label: string): { text: string; end: number } {
+function readQuoted(
+  line: string,
+  start: number,
+  label: string,
+): { text: string; end: number; escaped: boolean } {
   const close = line.indexOf('"', start);
   const slash = line.indexOf("\\", start);
   if (close !== -1 && (slash === -1 || slash > close)) {
-    return { text: line.slice(start, close), end: close + 1 };
+    return { text: line.slice(start, close), end: close + 1, escaped: false };
   }
   let text = "";
   for (let i = start; i < line.length; i++) {
     const c = line[i];
-    if (c === '"') return { text, end: i + 1 };
+    if (c === '"') return { text, end: i + 1, escaped: true };
     if (c !== "\\") {
       text += c;
       continue;
@@ -509,6 +569,12 @@ function readQuoted(line: string, start: number, label: string): { text: string;
     }
   }
   throw new LineError(`the value of label ${label} has no closing quote`);
+}
+
+/** The labels of a sample, sorted by name, alternating names and values. */
+export function labelsOf(s: Pick<Sample, "name" | "series">): string[] {
+  if (s.series.length === s.name.length) return [];
+  return parseLabels(s.series, s.name.length + 1).labels;
 }
 
 /** The value of label `name`, if present. */

@@ -178,7 +178,7 @@ function ownFamilies(
   broken: boolean,
 ): Map<string, RenderFamily> {
   const gauge = (name: string, labels: string[], value: number) =>
-    makeSample(name, labels, value, seriesOf(name, labels));
+    makeSample(name, value, seriesOf(name, labels));
   const byKind = (kind: string) => conflicts.filter((c) => c.kind === kind).length;
   return new Map<string, RenderFamily>([
     [

@@ -109,7 +109,7 @@ export class TextfileDir {
       const infos = await walkAll({
         root: this.dir,
         include: ["*.prom"],
-        onWarning: (w) => warnings.push(w.message),
+        onWarning: (w) => warnings.push(`${this.dir}/${w.path ?? ""}: ${w.message}`),
       });
       for (const info of infos) listed.set(info.path, info);
     } catch (err) {
@@ -163,7 +163,8 @@ export class TextfileDir {
       path,
       status: "ok",
       families: parsed.families,
-      mtimeSeconds: info.mtimeMs / 1000,
+      // Whole seconds, as node_exporter 1.5 reports them.
+      mtimeSeconds: Math.floor(info.mtimeMs / 1000),
       problems: [],
       timestamps: parsed.timestamps,
       bytes: text.length,

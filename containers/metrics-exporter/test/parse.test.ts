@@ -1,4 +1,4 @@
-import { formatProblem, parseExposition } from "@buildpod/metrics-exporter";
+import { formatProblem, labelsOf, parseExposition, type Sample } from "@buildpod/metrics-exporter";
 import { describe, expect, it } from "vitest";
 
 const parse = (text: string) => parseExposition(text, "dir/a.prom");
@@ -38,7 +38,10 @@ describe("parseExposition accepts", () => {
   it("a label value with a newline, quotes and backslashes", () => {
     const r = parse('msg{text="line one\\nsaid \\"hi\\" \\\\ done"} 1\n');
     expect(r.problems).toEqual([]);
-    expect(r.families[0]?.samples[0]?.labels).toEqual(["text", 'line one\nsaid "hi" \\ done']);
+    expect(labelsOf(r.families[0]?.samples[0] as Sample)).toEqual([
+      "text",
+      'line one\nsaid "hi" \\ done',
+    ]);
     expect(r.families[0]?.samples[0]?.series).toBe(
       'msg{text="line one\\nsaid \\"hi\\" \\\\ done"}',
     );
