@@ -1,14 +1,18 @@
-import { chmod, copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RepoUrl } from "./url.ts";
 
-/** Credential files as given by the options; each is read once, at start. */
+/**
+ * Credentials as the options deliver them: secrets already read from their files at start
+ * (the config library's `secret: true`), known_hosts as a path.
+ */
 export interface CredentialFiles {
-  sshKeyFile?: string;
+  /** The private key's content. */
+  sshKey?: string;
   knownHostsFile?: string;
   /** An HTTPS token (GitHub app/PAT, GitLab PAT, ...), sent as basic auth with `httpsUsername`. */
-  httpsTokenFile?: string;
+  httpsToken?: string;
   httpsUsername?: string;
 }
 
@@ -38,13 +42,15 @@ export async function prepareCredentials(
   const secrets: string[] = [];
   let keyDir: string | undefined;
 
-  if (files.sshKeyFile || files.knownHostsFile) {
+  if (files.sshKey || files.knownHostsFile) {
     const parts = ["ssh", "-o", "BatchMode=yes"];
-    if (files.sshKeyFile) {
+    if (files.sshKey) {
       keyDir = await mkdtemp(join(tmpdir(), "repo-mirror-ssh-"));
       const key = join(keyDir, "id");
-      await copyFile(files.sshKeyFile, key);
-      await chmod(key, 0o600);
+      // ssh wants the key to end with a newline, which trimming secret files may have removed.
+      await writeFile(key, files.sshKey.endsWith("\n") ? files.sshKey : `${files.sshKey}\n`, {
+        mode: 0o600,
+      });
       parts.push("-i", shellQuote(key), "-o", "IdentitiesOnly=yes");
     }
     if (files.knownHostsFile) {
@@ -55,8 +61,8 @@ export async function prepareCredentials(
   }
 
   let basic: { username: string; password: string } | undefined = url.credentials;
-  if (files.httpsTokenFile) {
-    const token = (await readFile(files.httpsTokenFile, "utf8")).trim();
+  if (files.httpsToken) {
+    const token = files.httpsToken.trim();
     basic = { username: files.httpsUsername ?? "x-access-token", password: token };
   }
   if (basic && (url.transport === "https" || url.transport === "http")) {

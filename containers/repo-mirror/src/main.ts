@@ -1,10 +1,12 @@
 import { main } from "@buildpod/runtime";
+import { checkout } from "./checkout.ts";
+import { sync } from "./sync.ts";
 
-// Placeholder until the container lands: --help says so and a run exits 1.
 main({
   name: "repo-mirror",
-  description: "see README.md",
+  description:
+    "puts the job's repository into the workspace from a mirror cache, and keeps the cache fresh",
   envPrefix: "REPO_MIRROR",
-  commands: {},
-  notBuilt: "this container is being built; see its issue",
+  commands: { checkout, sync },
+  defaultCommand: "checkout",
 });

@@ -26,10 +26,8 @@ afterAll(async () => {
 
 describe("HTTPS token by file", () => {
   it("authenticates through the environment and writes the token nowhere", async () => {
-    const tokenFile = join(root, "token");
-    writeFileSync(tokenFile, `${token}\n`);
     const url = server.url("private");
-    const credentials = await prepareCredentials({ httpsTokenFile: tokenFile }, parseRepoUrl(url));
+    const credentials = await prepareCredentials({ httpsToken: `${token}\n` }, parseRepoUrl(url));
     const dest = join(root, "ws-token");
     const { result } = await checkout(url, dest, {
       credentials,
@@ -56,28 +54,27 @@ describe("HTTPS token by file", () => {
   });
 
   it("keeps the token out of the error when origin refuses it", async () => {
-    const tokenFile = join(root, "wrong-token");
-    writeFileSync(tokenFile, "wrong-token-value-1234");
     const url = server.url("private");
-    const credentials = await prepareCredentials({ httpsTokenFile: tokenFile }, parseRepoUrl(url));
+    const credentials = await prepareCredentials(
+      { httpsToken: "wrong-token-value-1234" },
+      parseRepoUrl(url),
+    );
     const err = await checkout(url, join(root, "ws-wrong"), {
       credentials,
       target: { commit: tip },
-    }).catch((e: Error) => e);
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
-    expect(String(err.message)).not.toContain("wrong-token-value-1234");
+    expect(String((err as Error).message)).not.toContain("wrong-token-value-1234");
     expect(credentials.secrets).toContain("wrong-token-value-1234");
   });
 });
 
 describe("SSH key by file", () => {
   it("uses a private 0600 copy of the key and strict known_hosts, by GIT_SSH_COMMAND", async () => {
-    const key = join(root, "id_test");
     const known = join(root, "known hosts");
-    writeFileSync(key, "not a real key\n", { mode: 0o644 });
     writeFileSync(known, "");
     const c = await prepareCredentials(
-      { sshKeyFile: key, knownHostsFile: known },
+      { sshKey: "not a real key", knownHostsFile: known },
       parseRepoUrl("git@h:o/r"),
     );
     const cmd = c.env.GIT_SSH_COMMAND as string;
@@ -87,6 +84,7 @@ describe("SSH key by file", () => {
     const copy = /-i '([^']+)'/.exec(cmd)?.[1] as string;
     const { statSync, existsSync } = await import("node:fs");
     expect(statSync(copy).mode & 0o777).toBe(0o600);
+    expect(readFileSync(copy, "utf8")).toBe("not a real key\n");
     await c.dispose();
     expect(existsSync(copy)).toBe(false);
   });
