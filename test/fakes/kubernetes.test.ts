@@ -13,14 +13,22 @@ type Json = any;
 async function* lines(res: Response): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let pending = "";
-  for await (const chunk of res.body as ReadableStream<Uint8Array>) {
-    pending += decoder.decode(chunk, { stream: true });
-    let end = pending.indexOf("\n");
-    while (end >= 0) {
-      yield pending.slice(0, end);
-      pending = pending.slice(end + 1);
-      end = pending.indexOf("\n");
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      pending += decoder.decode(value, { stream: true });
+      let end = pending.indexOf("\n");
+      while (end >= 0) {
+        yield pending.slice(0, end);
+        pending = pending.slice(end + 1);
+        end = pending.indexOf("\n");
+      }
     }
+  } finally {
+    // Ends the request when the caller stops reading early.
+    await reader.cancel().catch(() => {});
   }
   if (pending) yield pending;
 }

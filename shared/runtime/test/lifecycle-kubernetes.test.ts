@@ -1,4 +1,6 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -200,6 +202,60 @@ describe("pod watch", () => {
       expect((await lifecycle.finished).detail).toBe(OOM_DETAIL);
     } finally {
       await Promise.all([lifecycle.close(), untrusted.close()]);
+    }
+  });
+});
+
+describe("pod watch stream framing", () => {
+  // A bare server, to control the bytes on the wire: proxies and HTTP/2 split events anywhere.
+  it("joins an event split across chunks and survives a line that is not JSON", async () => {
+    let connections = 0;
+    const server = createServer((_req, res) => {
+      connections += 1;
+      res.writeHead(200, { "content-type": "application/json" });
+      if (connections === 1) {
+        res.end("this is not json\n");
+        return;
+      }
+      const pod = {
+        metadata: { resourceVersion: "7" },
+        status: {
+          containerStatuses: [{ name: "workload", state: { terminated: { exitCode: 2 } } }],
+        },
+      };
+      const line = `${JSON.stringify({ type: "ADDED", object: pod })}\n`;
+      res.write(line.slice(0, 25));
+      setTimeout(() => res.write(line.slice(25)), 100).unref();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const dir = await mkdtemp(join(tmpdir(), "framing-"));
+    await writeFile(join(dir, "token"), "x");
+    const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const logger = captureLogger();
+    const lifecycle = createLifecycle({
+      drainTimeoutMs: 1000,
+      signals: false,
+      logger,
+      kubernetes: {
+        apiUrl,
+        tokenFile: join(dir, "token"),
+        namespace: "ci",
+        podName: "p",
+        container: "workload",
+      },
+    });
+    try {
+      expect(await lifecycle.finished).toEqual({
+        reason: "kubernetes",
+        exitCode: 2,
+        detail: "workload container terminated, exit code 2",
+      });
+      expect(logger.records[0]?.msg).toMatch(/could not parse a watch event/);
+    } finally {
+      await lifecycle.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

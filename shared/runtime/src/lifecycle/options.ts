@@ -11,7 +11,7 @@ export const lifecycleOptions = {
   doneFile: option({
     schema: z.string().min(1).optional(),
     description:
-      "marker file whose appearance means the workload finished; default <lifecycle dir>/workload-finished",
+      "marker file that means the workload finished; default <lifecycle dir>/workload-finished",
     env: "BUILDPOD_DONE_FILE",
     metavar: "FILE",
   }),
@@ -25,22 +25,24 @@ export const lifecycleOptions = {
   }),
   watchPod: option({
     schema: z.boolean().default(false),
-    description: "also watch the own pod through the Kubernetes API for the workload's end",
+    description: "also watch this pod through the Kubernetes API for the workload's end",
     env: "BUILDPOD_WATCH_POD",
   }),
   podName: option({
     schema: z.string().min(1).optional(),
     description: "this pod's name (downward API fieldRef metadata.name); needed by --watch-pod",
     env: "POD_NAME",
+    metavar: "NAME",
   }),
   podNamespace: option({
     schema: z.string().min(1).optional(),
     description: "this pod's namespace; default the service account's namespace file",
     env: "POD_NAMESPACE",
+    metavar: "NAMESPACE",
   }),
   workloadContainer: option({
     schema: z.string().min(1).default("workload"),
-    description: "name of the workload container whose termination the pod watch looks for",
+    description: "the workload container whose termination the pod watch looks for",
     env: "BUILDPOD_WORKLOAD_CONTAINER",
     metavar: "NAME",
   }),
