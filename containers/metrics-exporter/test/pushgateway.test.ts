@@ -84,7 +84,9 @@ describe("PushClient and Pusher against the real Pushgateway", () => {
       pusher.update("# TYPE shared_name counter\nshared_name 2\n");
       const result = await pusher.flush(AbortSignal.timeout(20_000));
       expect(result.delivered).toBe(false);
-      expect(result.rejected).toMatch(/inconsistent with existing metrics.*is not a (GAUGE|COUNTER)/s);
+      expect(result.rejected).toMatch(
+        /inconsistent with existing metrics.*is not a (GAUGE|COUNTER)/s,
+      );
       expect(rejected[0]?.status).toBe(400);
     } finally {
       await other.close();
