@@ -1,20 +1,23 @@
 /**
- * The Quick start's first command. Until the main job (a BuildEnvironment run as a local pod)
- * lands, it builds every container bundle and shows each one's `--help`, run from the bundle
- * exactly as the images run it.
+ * The Quick start's first command (`pnpm start`): builds every container bundle, then runs the
+ * main job: the self-test BuildEnvironment (examples/quickstart) as a pod on this machine, its
+ * repo cache first brought up to date by `repo-mirror sync` as the cluster's CronJob would.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
+const run = (args: string[]) => spawnSync(process.execPath, args, { cwd: ROOT, stdio: "inherit" }).status ?? 1;
 
-const build = spawnSync(process.execPath, ["scripts/build.ts"], { cwd: ROOT, stdio: "inherit" });
-if (build.status !== 0) process.exit(build.status ?? 1);
-
-for (const name of readdirSync(path.join(ROOT, "containers")).sort()) {
-  const bundle = path.join(ROOT, "containers", name, "dist", `${name}.mjs`);
-  if (!existsSync(bundle)) continue;
-  console.log(`\n===== ${name} --help =====`);
-  spawnSync(process.execPath, [bundle, "--help"], { stdio: "inherit" });
-}
+const built = run(["scripts/build.ts"]);
+if (built !== 0) process.exit(built);
+process.exit(
+  run([
+    "cli/src/main.ts",
+    "run",
+    "--file",
+    "examples/quickstart/build-environment.yaml",
+    "--sync-cache",
+    ...process.argv.slice(2),
+  ]),
+);

@@ -1,0 +1,56 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { option, z } from "@buildpod/config";
+import { BuildpodError, defineCommand, ExitCode } from "@buildpod/runtime";
+import { loadDescription } from "../description.ts";
+import { renderObjects, toYaml } from "../render.ts";
+
+export const render = defineCommand({
+  description: "print the Kubernetes Pod and companion objects of a BuildEnvironment",
+  kind: "tool",
+  options: {
+    file: option({
+      schema: z.string().min(1),
+      description: "the BuildEnvironment description (YAML)",
+      metavar: "FILE",
+    }),
+    sidecarMode: option({
+      schema: z.enum(["native", "classic"]).optional(),
+      description: "override the description's sidecar mode",
+      metavar: "MODE",
+    }),
+    output: option({
+      schema: z.string().default("-"),
+      description: 'file to write the YAML to; "-" is stdout',
+      metavar: "FILE",
+    }),
+  },
+  async run({ config, logger }) {
+    const description = loadDescription(config.file);
+    if (config.sidecarMode) description.spec.sidecarMode = config.sidecarMode;
+    const objects = renderObjects(description);
+    const yaml = toYaml(objects);
+    if (config.output === "-") {
+      process.stdout.write(yaml);
+    } else {
+      try {
+        mkdirSync(path.dirname(config.output), { recursive: true });
+        writeFileSync(config.output, yaml);
+      } catch (err) {
+        throw new BuildpodError(
+          "BUILDPOD_RENDER_WRITE",
+          `could not write ${config.output}: ${(err as Error).message}`,
+          {
+            hint: "choose a writable --output path",
+            cause: err,
+          },
+        );
+      }
+      logger.info({ path: config.output, objects: objects.length }, "wrote the rendered objects");
+    }
+    return {
+      exitCode: ExitCode.OK,
+      summary: { objects: objects.length, kinds: objects.map((o) => o.kind) },
+    };
+  },
+});
