@@ -43,7 +43,9 @@ if (import.meta.main) {
   const check = process.argv.includes("--check");
   const stale: string[] = [];
   for (const program of documentedPrograms()) {
-    const tables = execFileSync(process.execPath, [program.main, "--help-markdown"], { encoding: "utf8" });
+    const tables = execFileSync(process.execPath, [program.main, "--help-markdown"], {
+      encoding: "utf8",
+    });
     const before = readFileSync(program.readme, "utf8");
     const after = withTables(before, tables);
     if (after === before) continue;

@@ -75,7 +75,7 @@ export async function runProgram(program: Program, io: ProgramIo): Promise<numbe
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     io.stderr.write(`${program.name}: ${err.message}\n`);
-    const logger = createLogger({ component: program.name, destination: io.stdout });
+    const logger = createLogger({ component: program.name, destination: logStream(command, io) });
     const lifecycleDir = io.env.BUILDPOD_LIFECYCLE_DIR ?? "/buildpod";
     const summary = { problems: err.problems.length };
     const container = io.env.BUILDPOD_CONTAINER_NAME || program.name;
@@ -92,7 +92,7 @@ export async function runProgram(program: Program, io: ProgramIo): Promise<numbe
     component: program.name,
     level: common.logLevel,
     secrets: loaded.secrets,
-    destination: io.stdout,
+    destination: logStream(command, io),
   });
   for (const warning of loaded.warnings) logger.warn(warning);
   const run = { program, commandName, command, loaded, lifecycleSettings, logger, io, startedAt };
@@ -179,6 +179,11 @@ async function runCommand(run: Run): Promise<number> {
     outcome.summary,
   );
   return outcome.exitCode;
+}
+
+/** Containers log to stdout, the container log; tools keep stdout for what they print. */
+function logStream(command: Command, io: ProgramIo): NodeJS.WritableStream {
+  return command.kind === "tool" ? io.stderr : io.stdout;
 }
 
 type LifecycleSettings = Pick<LifecycleOptions, "doneFile" | "drainTimeoutMs" | "kubernetes">;
