@@ -52,7 +52,9 @@ export async function installBinary(
   const path = join(options.dest, spec.name);
   const result = { name: spec.name, source: spec.source, path, sha256, bytes: sourceInfo.size };
 
-  if (await sameContent(path, sha256, options.mode)) return { ...result, copied: false };
+  if (await sameContent(path, sourceInfo.size, sha256, options.mode)) {
+    return { ...result, copied: false };
+  }
   try {
     await mkdir(options.dest, { recursive: true, mode: 0o755 });
     await copyFileAtomic(spec.source, path, options);
@@ -84,11 +86,11 @@ async function statSource(source: string) {
   }
 }
 
-/** Whether `path` exists with the wanted checksum and mode (so nothing needs copying). */
-async function sameContent(path: string, sha256: string, mode: number): Promise<boolean> {
+/** Whether `path` exists with the wanted size, checksum and mode (so nothing needs copying). */
+async function sameContent(path: string, size: number, sha256: string, mode: number) {
   try {
     const info = await stat(path);
-    if (!info.isFile() || (info.mode & 0o7777) !== mode) return false;
+    if (!info.isFile() || info.size !== size || (info.mode & 0o7777) !== mode) return false;
     return (await sha256File(path)) === sha256;
   } catch {
     return false;
