@@ -140,6 +140,27 @@ describe("fake kubernetes api", () => {
     await expect(received.next()).rejects.toThrow();
   });
 
+  it("cuts the next log stream mid-line after the bytes asked for", async () => {
+    const pod = kube.addPod({ name: "cut", namespace: "ci", containers: ["workload"] });
+    pod.log("workload", "first line", "second line");
+    kube.dropNextLogStream({ afterBytes: 15 });
+    const res = await get("/api/v1/namespaces/ci/pods/cut/log?follow=true");
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let text = "";
+    const error = await (async () => {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return undefined;
+        text += Buffer.from(value).toString();
+      }
+    })().catch((err: Error) => err);
+    expect(error).toBeInstanceOf(Error);
+    expect(text).toBe("first line\nseco");
+    // The next stream is whole again.
+    const again = await (await get("/api/v1/namespaces/ci/pods/cut/log")).text();
+    expect(again).toBe("first line\nsecond line\n");
+  });
+
   it("round-trips RFC 3339 times with nanoseconds", () => {
     const ns = parseRfc3339("2026-12-03T17:36:28.000000042+01:00");
     expect(formatTimestamp(ns)).toBe("2026-12-03T16:36:28.000000042Z");

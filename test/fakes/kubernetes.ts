@@ -41,6 +41,8 @@
  * Faults and inspection:
  *   kube.dropConnections("watch" | "log" | undefined)  destroy open streams mid-stream (count)
  *   kube.endStreams("watch" | "log" | undefined)       end them cleanly, as a timeout does
+ *   kube.dropNextLogStream({ afterBytes: 100 })  cut the next log stream after exactly 100
+ *                           body bytes (mid-line if they end there), to test resuming
  *   kube.compact()          every resourceVersion seen so far becomes too old (410 on watch)
  *   kube.bookmark()         send a BOOKMARK to watchers that allowed them
  *   kube.requests           method, path, query, status of every request
@@ -121,6 +123,7 @@ export class FakeKubernetes {
   #revision = 1000;
   #compactedAt = 0;
   #lastLogNs = 0n;
+  readonly #logDrops: number[] = [];
 
   constructor(opts: FakeKubernetesOptions) {
     this.token = opts.token ?? "fake-token";
@@ -183,6 +186,17 @@ export class FakeKubernetes {
       dropped += 1;
     }
     return dropped;
+  }
+
+  /**
+   * The next log stream opened is cut after exactly `afterBytes` bytes of body, mid-line if
+   * that is where they end; calls queue up, one per stream.
+   */
+  dropNextLogStream({ afterBytes }: { afterBytes: number }): void {
+    if (!(Number.isInteger(afterBytes) && afterBytes > 0)) {
+      throw new RangeError(`afterBytes must be a positive integer, got ${afterBytes}`);
+    }
+    this.#logDrops.push(afterBytes);
   }
 
   openStreams(kind?: StreamKind): number {
@@ -360,10 +374,17 @@ export class FakeKubernetes {
 
     startStream(res, "text/plain");
     let budget = options.limitBytes ?? Number.POSITIVE_INFINITY;
+    let untilDrop = this.#logDrops.shift() ?? Number.POSITIVE_INFINITY;
     const write = (entry: LogEntry): boolean => {
       if (options.sinceNs !== undefined && entry.timeNs < options.sinceNs) return true;
       const prefix = options.timestamps ? `${formatTimestamp(entry.timeNs)} ` : "";
       const bytes = Buffer.from(`${prefix}${entry.text}\n`);
+      if (bytes.length >= untilDrop) {
+        // Flush exactly the bytes allowed, then cut the connection without ending the body.
+        res.write(bytes.subarray(0, untilDrop), () => res.socket?.destroy());
+        return false;
+      }
+      untilDrop -= bytes.length;
       if (bytes.length >= budget) {
         res.end(bytes.subarray(0, budget));
         return false;
