@@ -9,7 +9,7 @@ import {
   type FakeKubernetesOptions,
   startFakeKubernetes,
 } from "../../../test/fakes/kubernetes.ts";
-import { createLifecycle, type PodWatchTarget } from "../src/lifecycle/index.ts";
+import { createLifecycle, type PodWatchTarget, writeMarker } from "../src/lifecycle/index.ts";
 import { captureLogger } from "./fixtures/capture-logger.ts";
 import { makeClusterCa } from "./fixtures/cluster-ca.ts";
 
@@ -253,6 +253,44 @@ describe("pod watch stream framing", () => {
       expect(logger.records[0]?.msg).toMatch(/could not parse a watch event/);
     } finally {
       await lifecycle.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("pod watch against an API server that never answers", () => {
+  it("delays neither the marker, nor the drain deadline, nor close()", async () => {
+    const server = createServer(() => {});
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const dir = await mkdtemp(join(tmpdir(), "silent-api-"));
+    await writeFile(join(dir, "token"), "x");
+    const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const doneFile = join(dir, "workload-finished");
+    const lifecycle = createLifecycle({
+      doneFile,
+      drainTimeoutMs: 300,
+      signals: false,
+      kubernetes: {
+        apiUrl,
+        tokenFile: join(dir, "token"),
+        namespace: "ci",
+        podName: "p",
+        container: "workload",
+      },
+    });
+    try {
+      const toldAt = performance.now();
+      await writeMarker(doneFile, 0);
+      expect((await lifecycle.finished).reason).toBe("done-file");
+      const drain = lifecycle.drainSignal();
+      await new Promise((resolve) => drain.addEventListener("abort", resolve, { once: true }));
+      expect(performance.now() - toldAt).toBeLessThan(20_000);
+      const closing = performance.now();
+      await lifecycle.close();
+      expect(performance.now() - closing).toBeLessThan(10_000);
+    } finally {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
       await rm(dir, { recursive: true, force: true });
