@@ -37,6 +37,7 @@ export {
   type Line,
   type LineBatch,
   LineFlags,
+  type RawLines,
   type TailFileEvent,
   type TreeFilter,
   type VolumeWatchWarning,

@@ -1,11 +1,10 @@
 // The hot loop of the tail reader. A 1 MiB chunk is split on 0x0a and decoded with as little
-// work per line as possible: when the whole region of complete lines is ASCII (the common case
-// for logs) it becomes one string and each line is a slice of it; when it is valid UTF-8 it is
-// decoded once and split on "\n" in step with the bytes (a newline byte never occurs inside a
-// multi-byte UTF-8 sequence, so both splits agree); only a region holding invalid UTF-8 is
-// decoded line by line, each line checked and flagged.
+// work per line as possible: when the region of complete lines is valid UTF-8 (checked at
+// once, with SIMD) it is decoded into one string and split on "\n", which agrees with the byte
+// split because a newline byte never occurs inside a multi-byte UTF-8 sequence; only a region
+// holding invalid UTF-8 is decoded line by line, each line checked and flagged.
 
-import { isAscii, isUtf8 } from "node:buffer";
+import { isUtf8 } from "node:buffer";
 import { type Line, LineFlags } from "./types.ts";
 
 /** Carried from one chunk to the next: are we in the middle of a line being split? */
@@ -67,12 +66,14 @@ function splitComplete(
   state: SplitState,
   out: Line[],
 ): number {
-  const region = buf.subarray(0, regionEnd);
-  const ascii = isAscii(region);
-  if (!ascii && !isUtf8(region)) return splitInvalid(buf, regionEnd, base, maxLine, state, out);
+  if (!isUtf8(buf.subarray(0, regionEnd)))
+    return splitInvalid(buf, regionEnd, base, maxLine, state, out);
 
-  // Without the final newline, so that there is exactly one part per line.
-  const parts = buf.toString(ascii ? "latin1" : "utf8", 0, regionEnd - 1).split("\n");
+  // Without the final newline, so that there is exactly one part per line. As many characters
+  // as bytes means ASCII: then a line's length is also its byte length.
+  const decoded = buf.toString("utf8", 0, regionEnd - 1);
+  const ascii = decoded.length === regionEnd - 1;
+  const parts = decoded.split("\n");
   let start = 0;
   for (let i = 0; i < parts.length; i++) {
     const text = parts[i];
@@ -157,7 +158,7 @@ function piece(
 // Moves a cut back (by at most 3 bytes) so it does not fall inside a multi-byte character:
 // UTF-8 continuation bytes look like 10xxxxxx. Invalid input may have no boundary nearby;
 // then the cut stays where it was (the pieces are flagged invalid anyway).
-function utf8Boundary(buf: Buffer, lineStart: number, cut: number): number {
+export function utf8Boundary(buf: Buffer, lineStart: number, cut: number): number {
   for (let k = cut; k > cut - 4 && k > lineStart; k--) {
     if ((buf[k] & 0xc0) !== 0x80) return k;
   }

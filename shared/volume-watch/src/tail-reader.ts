@@ -1,8 +1,9 @@
 import { constants } from "node:fs";
 import { type FileHandle, open, realpath } from "node:fs/promises";
 import { flushLine, type SplitState, splitLines } from "./line-splitter.ts";
+import { Boundaries, splitRaw } from "./raw-splitter.ts";
 import { isInside } from "./safety.ts";
-import type { Line, LineBatch, TailFileEvent } from "./types.ts";
+import type { Line, LineBatch, RawLines, TailFileEvent } from "./types.ts";
 
 /** Default bytes read per `read()`: big reads are what make tailing fast. */
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
@@ -62,6 +63,7 @@ export class TailReader {
   private readonly maxLineBytes: number;
   private readonly onEvent?: (event: TailFileEvent) => void;
   private readonly split: SplitState = { inSplitLine: false };
+  private readonly bounds = new Boundaries();
   // Bytes of the partial last line (a private copy: the scratch buffer may be shared).
   private carry: Buffer | null = null;
   private position: number;
@@ -136,18 +138,62 @@ export class TailReader {
    * only extended a partial line.
    */
   async read(): Promise<LineBatch | null> {
+    const filled = await this.fill();
+    if (!filled) return null;
+    const lines: Line[] = [];
+    const consumed = splitLines(
+      this.scratch,
+      filled.end,
+      filled.base,
+      this.maxLineBytes,
+      this.split,
+      lines,
+    );
+    this.hold(consumed, filled.end);
+    return this.batch(filled.base, lines);
+  }
+
+  /**
+   * Like `read`, but returns the lines as bytes and boundaries, without a string or an object
+   * per line: the fastest way through a backlog for a consumer that works on bytes. The result
+   * is a view of the reader's buffer, valid until the next call (see `RawLines`). `read` and
+   * `readRaw` may be mixed; `flush` serves both.
+   */
+  async readRaw(): Promise<RawLines | null> {
+    const filled = await this.fill();
+    if (!filled) return null;
+    const bounds = this.bounds;
+    const consumed = splitRaw(this.scratch, filled.end, this.maxLineBytes, this.split, bounds);
+    this.hold(consumed, filled.end);
+    return {
+      path: this.path,
+      fileId: this.fileId,
+      startOffset: filled.base,
+      endOffset: filled.base + consumed,
+      data: this.scratch.subarray(0, consumed),
+      count: bounds.count,
+      starts: bounds.starts,
+      ends: bounds.ends,
+      flags: bounds.flags,
+    };
+  }
+
+  // Puts the held partial line at the start of the buffer and reads one chunk after it.
+  // Returns where the buffer's first byte sits in the file and where the data ends, or null
+  // at end of file.
+  private async fill(): Promise<{ base: number; end: number } | null> {
     const held = this.carry?.length ?? 0;
     if (this.carry) this.carry.copy(this.scratch, 0);
     const { bytesRead } = await this.handle.read(this.scratch, held, this.chunkSize, this.position);
-    if (bytesRead === 0) return (await this.checkAtEnd()) ? this.read() : null;
-
+    if (bytesRead === 0) return (await this.checkAtEnd()) ? this.fill() : null;
     const base = this.position - held;
-    const end = held + bytesRead;
     this.position += bytesRead;
-    const lines: Line[] = [];
-    const consumed = splitLines(this.scratch, end, base, this.maxLineBytes, this.split, lines);
+    return { base, end: held + bytesRead };
+  }
+
+  // Keeps buf[consumed, end) as the partial line (a copy: the buffer is reused).
+  private hold(consumed: number, end: number): void {
     this.carry = consumed < end ? Buffer.from(this.scratch.subarray(consumed, end)) : null;
-    return this.batch(base, lines);
   }
 
   /**

@@ -137,3 +137,24 @@ export type TailFileEvent =
   | { type: "deleted"; path: string; fileId: string }
   /** Reading the file ended (deleted or rotated away and read to its end, or at close). */
   | { type: "closed"; path: string; fileId: string; offset: number };
+
+/**
+ * The lines of one read as bytes and boundaries (`TailReader.readRaw`): no string and no
+ * object per line. Line `i` is `data[starts[i], ends[i])` without its newline, with
+ * `LineFlags` `flags[i]`; the file offset just after it is `startOffset + starts[i + 1]`, or
+ * `endOffset` for the last line. Every buffer here is a view of the reader's own memory,
+ * valid only until the reader's next call: decode or copy what you keep before that.
+ */
+export interface RawLines {
+  path: string;
+  fileId: string;
+  startOffset: number;
+  endOffset: number;
+  /** The file's bytes from `startOffset` to `endOffset`. */
+  data: Buffer;
+  /** Number of lines; the arrays below may be longer. */
+  count: number;
+  starts: Uint32Array;
+  ends: Uint32Array;
+  flags: Uint8Array;
+}

@@ -10,6 +10,19 @@ async function readAll(reader: TailReader) {
   return lines;
 }
 
+// The same lines through readRaw, decoded here, to compare with read().
+async function readAllRaw(reader: TailReader) {
+  const lines = [];
+  for (let raw = await reader.readRaw(); raw; raw = await reader.readRaw()) {
+    for (let i = 0; i < raw.count; i++) {
+      const text = raw.data.toString("utf8", raw.starts[i], raw.ends[i]);
+      const offset = i + 1 < raw.count ? raw.startOffset + raw.starts[i + 1] : raw.endOffset;
+      lines.push({ text, offset, flags: raw.flags[i] });
+    }
+  }
+  return lines;
+}
+
 describe("TailReader", () => {
   it("delivers complete lines with the offset after each, holding a partial last line", async () => {
     const { root } = scratchDir();
@@ -160,6 +173,10 @@ describe("TailReader", () => {
     ]);
     expect(lines.at(-1)?.offset).toBe(bytes.length);
     await reader.close();
+
+    const raw = await TailReader.open(file);
+    expect(await readAllRaw(raw)).toEqual(lines);
+    await raw.close();
   });
 
   it("yields the same lines whatever the chunk size", async () => {
@@ -196,6 +213,11 @@ describe("TailReader", () => {
       expect(joined, `chunkSize ${chunkSize}`).toEqual(lines);
       expect(got.every((l) => !(l.flags & LineFlags.INVALID_UTF8))).toBe(true);
       await reader.close();
+
+      // readRaw finds the very same lines, offsets and flags.
+      const raw = await TailReader.open(file, { chunkSize, maxLineBytes: 256 });
+      expect(await readAllRaw(raw), `raw, chunkSize ${chunkSize}`).toEqual(got);
+      await raw.close();
     }
   });
 
