@@ -315,9 +315,16 @@ describe.each([...CONTAINERS, ...examplesPresent])("image %s", (name) => {
       .flatMap(copyInstructions)
       .find((c) => c.sources.some((s) => s.endsWith(`/dist/${name}.mjs`)));
     expect(bundleCopy?.dest).toBe(`/opt/buildpod/${name}.mjs`);
-    expect(chain.filter((i) => i.keyword === "ENV").map((i) => i.args)).toContainEqual(
-      expect.stringMatching(/(^|\s)HOME=\/tmp(\s|$)/),
-    );
+    const env = chain.filter((i) => i.keyword === "ENV").map((i) => i.args);
+    expect(env).toContainEqual(expect.stringMatching(/(^|\s)HOME=\/tmp(\s|$)/));
+    expect(env).toContainEqual(expect.stringMatching(/(^|\s)NODE_COMPILE_CACHE=\/opt\/buildpod\//));
+  });
+
+  it("starts the bundle once at build time, which fills the compile cache", () => {
+    const target = resolveTarget(name);
+    const stage = dockerfileOf(target).stages.find((s) => s.name === name) as Stage;
+    const runs = stage.instructions.filter((i) => i.keyword === "RUN").map((i) => i.args);
+    expect(runs).toContain(`node /opt/buildpod/${name}.mjs --version`);
   });
 
   it("carries the OCI source, version and revision labels from the bake variables", () => {
