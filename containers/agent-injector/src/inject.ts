@@ -32,41 +32,60 @@ export const inject = defineCommand({
   kind: "init",
   options: injectOptions,
   async run(ctx) {
-    const { config } = ctx;
-    const needsToken = config.verifyToken || config.writeEnv;
-    const token = needsToken ? checkToken(config.token, TOKEN_SOURCES) : undefined;
-    const summary: Record<string, unknown> = {};
-
-    if (config.verifyToken && token !== undefined) {
-      Object.assign(summary, await verify(ctx, token));
+    try {
+      return await injectAll(ctx);
+    } catch (err) {
+      // A stop signal aborts the token check's wait; say so rather than report a bug.
+      if (!ctx.signal.aborted || err instanceof InjectorError) throw err;
+      throw new InjectorError(
+        "interrupted",
+        "could not finish inject: stopped by a signal; no file is left half-written (each is " +
+          "renamed into place whole), so running it again is safe",
+        { cause: err },
+      );
     }
-    const installed = await installAll(ctx, summary);
-    summary.binaries = installed.length;
-    summary.copied = installed.filter((r) => r.copied).length;
-
-    if (config.writeEnv && token !== undefined) {
-      const envDir = config.envDir ?? join(ctx.common.lifecycleDir, "env");
-      const vars = selectJobEnv(ctx.env, config.envInclude, [...config.envExclude, TOKEN_VARIABLE]);
-      const written = await writeJobEnv({
-        dir: envDir,
-        vars,
-        token,
-        groupReadable: config.groupReadable,
-        owner: parseOwner(config.owner),
-      });
-      for (const name of written.skipped) {
-        ctx.logger.warn(
-          { name, path: written.shellFile },
-          `skipped ${name} in the shell env file: not a shell variable name (kept in buildkite.json)`,
-        );
-      }
-      ctx.logger.info({ path: envDir, variables: written.variables }, "wrote the job env files");
-      summary.variables = written.variables;
-      summary.env_dir = envDir;
-    }
-    return { exitCode: ExitCode.OK, summary };
   },
 });
+
+async function injectAll(ctx: Ctx) {
+  const { config } = ctx;
+  const needsToken = config.verifyToken || config.writeEnv;
+  const token = needsToken ? checkToken(config.token, TOKEN_SOURCES) : undefined;
+  const summary: Record<string, unknown> = {};
+
+  if (config.verifyToken && token !== undefined) {
+    Object.assign(summary, await verify(ctx, token));
+  }
+  const installed = await installAll(ctx, summary);
+  summary.binaries = installed.length;
+  summary.copied = installed.filter((r) => r.copied).length;
+
+  if (config.writeEnv && token !== undefined) {
+    Object.assign(summary, await writeEnvFiles(ctx, token));
+  }
+  return { exitCode: ExitCode.OK, summary };
+}
+
+async function writeEnvFiles(ctx: Ctx, token: string) {
+  const { config } = ctx;
+  const envDir = config.envDir ?? join(ctx.common.lifecycleDir, "env");
+  const vars = selectJobEnv(ctx.env, config.envInclude, [...config.envExclude, TOKEN_VARIABLE]);
+  const written = await writeJobEnv({
+    dir: envDir,
+    vars,
+    token,
+    groupReadable: config.groupReadable,
+    owner: parseOwner(config.owner),
+  });
+  for (const name of written.skipped) {
+    ctx.logger.warn(
+      { name, path: written.shellFile },
+      `skipped ${name} in the shell env file: not a shell variable name (kept in buildkite.json)`,
+    );
+  }
+  ctx.logger.info({ path: envDir, variables: written.variables }, "wrote the job env files");
+  return { variables: written.variables, env_dir: envDir };
+}
 
 /** Where the token option is read from, for the "missing" and "malformed" messages. */
 const TOKEN_SOURCES = "--token-file, AGENT_INJECTOR_TOKEN_FILE or BUILDKITE_AGENT_ACCESS_TOKEN";

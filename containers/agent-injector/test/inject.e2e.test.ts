@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
-import { ensureBundle, runToEnd, summaryOf } from "./helpers.ts";
+import { ensureBundle, runToEnd, start, summaryOf } from "./helpers.ts";
 
 const TOKEN = "bkaj_e2e-job-token-0123456789";
 let bk: FakeBuildkite;
@@ -139,6 +139,21 @@ describe("agent-injector inject", () => {
     const result = await runToEnd(args, p.env);
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/no answer within 300ms.*gave up after \d+ attempts/);
+  });
+
+  it("stops cleanly on SIGTERM while waiting for the API, writing nothing", async () => {
+    const p = await pod({ BUILDKITE_JOB_ID: "stalled-job" });
+    const stalled = () => bk.requests.filter((r) => r.path === "/v3/jobs/stalled-job").length;
+    const before = stalled();
+    const run = start(["inject", "--request-timeout", "60s"], p.env);
+    // Wait until its request hangs in the fake, then stop it as the kubelet would.
+    while (stalled() === before) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    run.child.kill("SIGTERM");
+    expect(await run.exited).toBe(1);
+    expect(run.stdout()).toContain("could not finish inject: stopped by a signal");
+    await expect(stat(p.envDir)).rejects.toMatchObject({ code: "ENOENT" });
   });
 
   it("names the binary missing from the image", async () => {
