@@ -142,8 +142,10 @@ describe("agent-injector inject", () => {
   });
 
   it("stops cleanly on SIGTERM while waiting for the API, writing nothing", async () => {
-    const p = await pod({ BUILDKITE_JOB_ID: "stalled-job" });
-    const stalled = () => bk.requests.filter((r) => r.path === "/v3/jobs/stalled-job").length;
+    bk.addJob({ id: "stalled-job-2", buildId: bk.buildId });
+    bk.inject({ kind: "stall", count: 1000, match: { path: "/v3/jobs/stalled-job-2" } });
+    const p = await pod({ BUILDKITE_JOB_ID: "stalled-job-2" });
+    const stalled = () => bk.requests.filter((r) => r.path === "/v3/jobs/stalled-job-2").length;
     const before = stalled();
     const run = start(["inject", "--request-timeout", "60s"], p.env);
     // Wait until its request hangs in the fake, then stop it as the kubelet would.
