@@ -53,6 +53,7 @@ class SidecarLifecycle implements Lifecycle {
   #closed = false;
   #drainTimer: NodeJS.Timeout | undefined;
   #keepAlive: NodeJS.Timeout | undefined;
+  #stopping: Promise<void> | undefined;
   #marker: { close(): void } | undefined;
   #pod: PodWatch | undefined;
   #signals: { close(): void } | undefined;
@@ -106,17 +107,20 @@ class SidecarLifecycle implements Lifecycle {
     );
     this.#drainTimer = setTimeout(() => this.#drain.abort(deadline), this.#opts.drainTimeoutMs);
     this.#drainTimer.unref();
-    void this.#stopDetectors();
+    this.#stopDetectors().catch((err: unknown) => {
+      this.#logger.warn({ err }, "could not stop the pod watch cleanly");
+    });
     this.#resolve(outcome);
   }
 
-  async #stopDetectors(): Promise<void> {
-    clearInterval(this.#keepAlive);
-    this.#keepAlive = undefined;
-    this.#marker?.close();
-    const pod = this.#pod;
-    this.#pod = undefined;
-    await pod?.close();
+  /** Stops the marker and pod watches; every call returns the same promise. */
+  #stopDetectors(): Promise<void> {
+    if (!this.#stopping) {
+      clearInterval(this.#keepAlive);
+      this.#marker?.close();
+      this.#stopping = this.#pod?.close() ?? Promise.resolve();
+    }
+    return this.#stopping;
   }
 
   #onFirstSignal(signal: StopSignal): void {
