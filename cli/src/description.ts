@@ -20,5 +20,7 @@ export function loadDescription(file: string): BuildEnvironment {
   if (env.spec.metrics?.push)
     env.spec.metrics.push.localConfigFile = resolve(env.spec.metrics.push.localConfigFile);
   if (env.spec.agent) env.spec.agent.localTokenFile = resolve(env.spec.agent.localTokenFile);
+  env.spec.cluster.logSinksFile = resolve(env.spec.cluster.logSinksFile);
+  env.spec.cluster.pushgatewayFile = resolve(env.spec.cluster.pushgatewayFile);
   return env;
 }

@@ -5,5 +5,5 @@ export { type KubeObject, toKubernetes } from "./kubernetes.ts";
 export { type Check, checkArtifacts, checkLogs, checkScrape } from "./local/checks.ts";
 export { type LocalRunReport, runLocally } from "./local/run.ts";
 export type { ContainerModel, PodModel, VolumeModel } from "./pod.ts";
-export { renderObjects, toYaml } from "./render.ts";
+export { renderObjects, repoCacheObjects, toYaml } from "./render.ts";
 export { type BuildEnvironment, buildEnvironmentSchema } from "./schema.ts";

@@ -149,6 +149,13 @@ export const buildEnvironmentSchema = z.strictObject({
     metrics: metrics.optional(),
     agent: agent.optional(),
     sidecars: z.array(customSidecar).default([]),
+    /**
+     * The cluster-level files the pod's ConfigMaps hold: `render` emits the ConfigMaps from
+     * them (paths relative to this file). Without them the ConfigMaps are only referenced.
+     */
+    cluster: z
+      .strictObject({ logSinksFile: z.string().optional(), pushgatewayFile: z.string().optional() })
+      .prefault({}),
   }),
 });
 

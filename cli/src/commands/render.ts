@@ -3,7 +3,7 @@ import path from "node:path";
 import { option, z } from "@buildpod/config";
 import { BuildpodError, defineCommand, ExitCode } from "@buildpod/runtime";
 import { loadDescription } from "../description.ts";
-import { renderObjects, toYaml } from "../render.ts";
+import { renderObjects, repoCacheObjects, toYaml } from "../render.ts";
 
 export const render = defineCommand({
   description: "print the Kubernetes Pod and companion objects of a BuildEnvironment",
@@ -19,6 +19,11 @@ export const render = defineCommand({
       description: "override the description's sidecar mode",
       metavar: "MODE",
     }),
+    withCache: option({
+      schema: z.boolean().default(false),
+      description:
+        "also print the repo cache's PersistentVolumeClaim and the CronJob that syncs it",
+    }),
     output: option({
       schema: z.string().default("-"),
       description: 'file to write the YAML to; "-" is stdout',
@@ -28,7 +33,10 @@ export const render = defineCommand({
   async run({ config, logger }) {
     const description = loadDescription(config.file);
     if (config.sidecarMode) description.spec.sidecarMode = config.sidecarMode;
-    const objects = renderObjects(description);
+    const objects = [
+      ...(config.withCache ? repoCacheObjects(description) : []),
+      ...renderObjects(description),
+    ];
     const yaml = toYaml(objects);
     if (config.output === "-") {
       process.stdout.write(yaml);
