@@ -1,10 +1,13 @@
+import { execFile } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
 import { ensureBundle, runToEnd, start, summaryOf } from "./helpers.ts";
 
+const run = promisify(execFile);
 const TOKEN = "bkaj_e2e-job-token-0123456789";
 let bk: FakeBuildkite;
 let dir: string;
@@ -72,6 +75,27 @@ describe("agent-injector inject", () => {
     expect(summaryOf(again.stdout)).toMatchObject({ binaries: 1, copied: 0 });
     const after = await stat(join(p.bin, "buildkite-agent"));
     expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
+  });
+
+  it("writes a shell file that dash sources back to exactly the env it was given", async () => {
+    const tricky = {
+      BUILDKITE_MESSAGE: "Merge 'x' \"y\" $(touch pwned) `touch pwned` \\n\n\nend\n",
+      BUILDKITE_LABEL: ":rocket: déploiement ✓ 🚀 \u202e",
+      BUILDKITE_EMPTY: "",
+    };
+    const p = await pod(tricky);
+    const result = await runToEnd(["inject"], p.env);
+    expect(result.code, result.stdout).toBe(0);
+    const shell = join(p.envDir, "buildkite.env");
+    const script =
+      '. "$1" && printf "%s\\0" "$BUILDKITE_MESSAGE" "$BUILDKITE_LABEL" "$BUILDKITE_EMPTY"';
+    const { stdout } = await run("/bin/sh", ["-c", script, "sh", shell], {
+      cwd: p.root,
+      encoding: "buffer",
+    });
+    const expected = Buffer.from(`${Object.values(tricky).join("\0")}\0`);
+    expect(stdout).toEqual(expected);
+    await expect(stat(join(p.root, "pwned"))).rejects.toMatchObject({ code: "ENOENT" });
   });
 
   it("takes the token from a mounted Secret file, trailing newline and all", async () => {
