@@ -525,7 +525,7 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
       if (sameHead) return { offset: saved.offset, restored: true };
       this.warn(
         "checkpoint-mismatch",
-        `checkpoint of ${saved.path} matches the inode of ${info.path} but not its first bytes: the inode was reused; reading ${info.path} from its start`,
+        `checkpoint of ${saved.path} matches the inode of ${info.path} but not its first bytes: the inode was reused or the file rewritten; reading ${info.path} from its start`,
         info.path,
       );
     }

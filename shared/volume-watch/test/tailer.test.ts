@@ -250,6 +250,39 @@ describe("Tailer", () => {
     expect(warnings.map((w) => w.code)).toEqual(["checkpoint-mismatch"]);
   });
 
+  it("starts files found at start without a checkpoint at their end with startAt: end", async () => {
+    const { root } = scratchDir();
+    writeFileSync(path.join(root, "old.log"), "history\n");
+    const { tailer } = create({ root, startAt: "end" });
+    await tailer.start();
+    appendFileSync(path.join(root, "old.log"), "fresh\n");
+    writeFileSync(path.join(root, "new.log"), "all of a new file\n");
+    const { texts } = await collect(tailer, (t) => t.length >= 2);
+    expect(texts.sort()).toEqual(["all of a new file", "fresh"]);
+  });
+
+  it("reads from 0 a file that shrank below its checkpoint while stopped", async () => {
+    const { root, state } = scratchDir();
+    const checkpointFile = path.join(state, "checkpoints.json");
+    const log = path.join(root, "a.log");
+    const head = "h".repeat(1100); // longer than the fingerprint
+    writeFileSync(log, `${head}\nline two\n`);
+    const first = create({ root, checkpointFile });
+    await first.tailer.start();
+    await collect(first.tailer, (t) => t.length >= 2);
+    await first.tailer.close();
+
+    // copytruncate while we were down: same first bytes, now shorter than the checkpoint.
+    truncateSync(log, 0);
+    writeFileSync(log, `${head}\n`);
+    const second = create({ root, checkpointFile });
+    await second.tailer.start();
+    const { texts } = await collect(second.tailer, (t) => t.length >= 1);
+    expect(texts).toEqual([head]);
+    expect(second.events.map((e) => e.type)).toEqual(["opened", "truncated"]);
+    expect(second.warnings).toEqual([]);
+  });
+
   it("pauses reading while the consumer never acknowledges, keeping its buffer bounded", async () => {
     const { root } = scratchDir();
     const line = `${"z".repeat(199)}\n`;
