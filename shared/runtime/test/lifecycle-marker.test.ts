@@ -83,16 +83,18 @@ describe("marker file", () => {
   it("waits for a marker written in place to be complete", async () => {
     const file = join(await fresh(), "workload-finished");
     const logger = captureLogger();
+    // A long settle time, so that a stalled test process cannot turn the wait into a give-up.
     const lifecycle = createLifecycle({
       doneFile: file,
       drainTimeoutMs: 1000,
+      markerSettleMs: 30_000,
       signals: false,
       logger,
     });
     try {
       // A writer without rename: the file exists empty for a moment before its content lands.
       await writeFile(file, "");
-      await sleep(100);
+      await sleep(300);
       await appendFile(file, "42\n");
       expect(await lifecycle.finished).toMatchObject({ reason: "done-file", exitCode: 42 });
       expect(logger.records.filter((r) => r.level === "warn")).toEqual([]);

@@ -20,6 +20,11 @@ export interface LifecycleOptions {
   drainTimeoutMs: number;
   /** Period of the marker file's stat poll, which backs up fs events; default 2 s. */
   pollIntervalMs?: number;
+  /**
+   * How long a marker without a number is re-read, in case a writer that does not rename is
+   * still writing it, before it counts as "finished, exit code unknown"; default 1 s.
+   */
+  markerSettleMs?: number;
   /** Watch the own pod through the Kubernetes API; no pod watch when absent. */
   kubernetes?: PodWatchTarget;
   /** Handle SIGTERM and SIGINT; default true. */
@@ -149,6 +154,7 @@ class SidecarLifecycle implements Lifecycle {
     this.#marker = watchMarker({
       file,
       pollIntervalMs: this.#opts.pollIntervalMs ?? 2000,
+      settleMs: this.#opts.markerSettleMs,
       logger: this.#logger,
       onFound: (content) => this.#finish(markerOutcome(file, content)),
     });
@@ -189,5 +195,8 @@ function validate(opts: LifecycleOptions): void {
   }
   if (pollIntervalMs !== undefined && !(pollIntervalMs > 0)) {
     throw new RangeError(`pollIntervalMs must be more than 0 ms, got ${pollIntervalMs}`);
+  }
+  if (opts.markerSettleMs !== undefined && !(opts.markerSettleMs >= 0)) {
+    throw new RangeError(`markerSettleMs must be 0 ms or more, got ${opts.markerSettleMs}`);
   }
 }
