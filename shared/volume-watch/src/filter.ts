@@ -9,12 +9,16 @@ export interface PathFilter {
   excludes(relativePath: string): boolean;
 }
 
-/** Compiles a filter's globs once; `dot: true` so that `**` also matches dot files. */
+/**
+ * Compiles a filter's globs once; `dot: true` so that `**` also matches dot files, and the
+ * regex flag `s` so that `*` also matches a newline, which file names may hold.
+ */
 export function compileFilter(filter: TreeFilter): PathFilter {
   const include = filter.include?.length ? filter.include : ["**"];
   const exclude = filter.exclude ?? [];
-  const isIncluded = picomatch([...include], { dot: true });
-  const isExcluded = exclude.length > 0 ? picomatch([...exclude], { dot: true }) : () => false;
+  const options = { dot: true, flags: "s" };
+  const isIncluded = picomatch([...include], options);
+  const isExcluded = exclude.length > 0 ? picomatch([...exclude], options) : () => false;
   return {
     includesFile: (p) => isIncluded(p) && !isExcluded(p),
     excludes: (p) => isExcluded(p),
