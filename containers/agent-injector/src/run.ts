@@ -130,6 +130,8 @@ class Session {
     });
     this.#agent = agent;
     this.#logger.info({ path: config.agentCommand, pid: agent.pid }, "started the agent");
+    // The first poll runs while the agent starts; a job cancelled by then is passed on here.
+    if (this.#cancelled !== undefined) agent.kill(config.cancelSignal);
     const unforward = agent.forwardSignals(undefined, (signal) => {
       this.#metrics.signalsForwarded.inc({ signal });
       this.#logger.info({ signal }, `forwarded ${signal} to the agent`);

@@ -73,6 +73,14 @@ describe("agent-injector run", () => {
     expect(summaryOf(run.stdout())).toMatchObject({ cancelled: "canceling", agent_exit_code: 143 });
   });
 
+  it("signals an agent started after the job was already cancelled", async () => {
+    const job = bk.addJob({ id: `precancelled-${n}`, buildId: bk.buildId, state: "canceled" });
+    const p = await pod(job.id);
+    const run = start(["run", "--", "start"], { ...p.env, STAND_IN_MODE: "wait" });
+    expect(await run.exited).toBe(143);
+    expect(await readFile(join(p.lifecycle, "cancel"), "utf8")).toBe("canceled\n");
+  });
+
   it("forwards a stop signal to the agent once and reports the agent's code", async () => {
     const p = await pod();
     const run = start(["run", "--", "start"], { ...p.env, STAND_IN_MODE: "wait" });
