@@ -38,14 +38,26 @@ export function renderText(
   const keep = opts.timestamps ?? true;
   const out: string[] = [];
   for (const f of families) {
-    if (f.help !== undefined) out.push(`# HELP ${f.name} ${escapeHelpText(f.help)}\n`);
-    out.push(`# TYPE ${f.name} ${f.type}\n`);
-    for (const s of f.samples) {
-      const ts = keep && s.timestampMs !== undefined ? ` ${s.timestampMs}` : "";
-      out.push(`${s.series} ${formatValue(s)}${ts}\n`);
-    }
+    out.push(renderHeader(f));
+    out.push(renderSamples(f.samples, keep));
   }
   return out.join("");
+}
+
+/** The HELP and TYPE lines of a family in the text format. */
+export function renderHeader(f: Omit<RenderFamily, "samples">): string {
+  const help = f.help === undefined ? "" : `# HELP ${f.name} ${escapeHelpText(f.help)}\n`;
+  return `${help}# TYPE ${f.name} ${f.type}\n`;
+}
+
+/** Sample lines in the text format. */
+export function renderSamples(samples: readonly Sample[], timestamps: boolean): string {
+  let out = "";
+  for (const s of samples) {
+    const ts = timestamps && s.timestampMs !== undefined ? ` ${s.timestampMs}` : "";
+    out += `${s.series} ${formatValue(s)}${ts}\n`;
+  }
+  return out;
 }
 
 /**

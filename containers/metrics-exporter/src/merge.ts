@@ -41,6 +41,10 @@ export interface MergedFamily {
   samples: Sample[];
   /** Every file that contributed samples, in order. */
   files: string[];
+  /** The parsed families the samples come from, in order. */
+  sources: Family[];
+  /** True when `samples` is exactly the sources' samples one after the other (nothing left out). */
+  exact: boolean;
 }
 
 interface Entry extends MergedFamily {
@@ -100,12 +104,14 @@ export function mergeFiles(files: readonly FileFamilies[]): MergeResult {
 
   const families = [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   return {
-    families: families.map(({ name, type, help, samples, files }) => ({
+    families: families.map(({ name, type, help, samples, files, sources, exact }) => ({
       name,
       type,
       help,
       samples,
       files,
+      sources,
+      exact,
     })),
     conflicts,
   };
@@ -121,6 +127,8 @@ function newEntry(f: Family, file: string): Entry {
     // The file's own array is shared until a second file contributes (merging copies it).
     samples: f.samples as Sample[],
     files: [file],
+    sources: [f],
+    exact: true,
     line: f.line,
     shared: true,
   };
@@ -182,7 +190,9 @@ function mergeSamples(entry: Entry, f: Family, file: string, conflicts: Conflict
     entry.samples.push(s);
   }
   if (duplicates < f.samples.length) entry.files.push(file);
+  entry.sources.push(f);
   if (first === undefined) return;
+  entry.exact = false;
   const original = entry.samples.find((s) => s.series === first.series) as Sample;
   const more = duplicates > 1 ? ` (and ${duplicates - 1} more series of this metric)` : "";
   conflicts.push({

@@ -12,8 +12,9 @@ import {
   makeSample,
   OPENMETRICS_CONTENT_TYPE,
   type RenderFamily,
+  renderHeader,
   renderOpenMetrics,
-  renderText,
+  renderSamples,
   TEXT_CONTENT_TYPE,
   wantsOpenMetrics,
 } from "./exposition.ts";
@@ -35,22 +36,71 @@ export interface UpdateReport {
   series: number;
 }
 
-interface Body {
-  contentType: string;
+/**
+ * A piece of the text body with its gzip member, compressed on first demand. gzip members
+ * may be concatenated (RFC 1952, 2.2), so the body of a gzip scrape is the members one after
+ * the other, and a change re-compresses only the pieces of the file that changed.
+ */
+interface Segment {
   raw: Buffer;
   gzipped?: Promise<Buffer>;
 }
 
+interface Body {
+  contentType: string;
+  segments: Segment[];
+}
+
+/** The sample lines of each parsed family, rendered once per file version. */
+const chunks = new WeakMap<Family, Segment>();
+/** Families smaller than this are rendered inline rather than cached as their own piece. */
+const MIN_CHUNK_SAMPLES = 64;
+
+function chunkOf(f: Family): Segment {
+  let chunk = chunks.get(f);
+  if (chunk === undefined) {
+    chunk = { raw: Buffer.from(renderSamples(f.samples, true)) };
+    chunks.set(f, chunk);
+  }
+  return chunk;
+}
+
+/** The text body as pieces: large families of a file reuse their cached piece. */
+function textSegments(families: readonly (RenderFamily | MergedFamily)[]): Segment[] {
+  const segments: Segment[] = [];
+  let pending = "";
+  const flush = () => {
+    if (pending !== "") segments.push({ raw: Buffer.from(pending) });
+    pending = "";
+  };
+  for (const f of families) {
+    pending += renderHeader(f);
+    if (!("exact" in f) || !f.exact) {
+      pending += renderSamples(f.samples, true);
+      continue;
+    }
+    for (const source of f.sources) {
+      if (source.samples.length < MIN_CHUNK_SAMPLES) {
+        pending += renderSamples(source.samples, true);
+        continue;
+      }
+      flush();
+      segments.push(chunkOf(source));
+    }
+  }
+  flush();
+  return segments;
+}
+
 /** The current exposition of a set of files, re-rendered by `update`. */
 export class ScrapeExposition {
-  private families: RenderFamily[] = [];
-  private text: Body;
+  private families: (RenderFamily | MergedFamily)[] = [];
+  private text: Body = { contentType: TEXT_CONTENT_TYPE, segments: [] };
   private openMetrics: Body | undefined;
   /** Counts scrapes served, for tests and our own metrics. */
   scrapes = 0;
 
   constructor() {
-    this.text = { contentType: TEXT_CONTENT_TYPE, raw: Buffer.alloc(0) };
     this.update([], []);
   }
 
@@ -68,18 +118,23 @@ export class ScrapeExposition {
 
     const own = ownFamilies(used, merged.conflicts, broken);
     this.families = merged.families.map((f) => own.get(f.name) ?? withHelp(f));
-    this.text = { contentType: TEXT_CONTENT_TYPE, raw: Buffer.from(renderText(this.families)) };
+    this.text = { contentType: TEXT_CONTENT_TYPE, segments: textSegments(this.families) };
     this.openMetrics = undefined;
     const series = this.families.reduce((n, f) => n + f.samples.length, 0);
     return { conflicts: merged.conflicts, problems, series };
   }
 
   /** The body for an Accept header (OpenMetrics rendered on first demand after a change). */
-  body(accept: string | undefined): Body {
+  body(accept: string | undefined): { contentType: string; raw: Buffer } {
+    const body = this.select(accept);
+    return { contentType: body.contentType, raw: Buffer.concat(body.segments.map((s) => s.raw)) };
+  }
+
+  private select(accept: string | undefined): Body {
     if (!wantsOpenMetrics(accept)) return this.text;
     this.openMetrics ??= {
       contentType: OPENMETRICS_CONTENT_TYPE,
-      raw: Buffer.from(renderOpenMetrics(this.families)),
+      segments: [{ raw: Buffer.from(renderOpenMetrics(this.families)) }],
     };
     return this.openMetrics;
   }
@@ -96,19 +151,30 @@ export class ScrapeExposition {
       res.writeHead(405, { allow: "GET, HEAD" }).end();
       return;
     }
-    const body = this.body(req.headers.accept);
-    let payload = body.raw;
+    const body = this.select(req.headers.accept);
+    let parts = body.segments.map((s) => s.raw);
     const headers: Record<string, string> = { "content-type": body.contentType };
     if (/\bgzip\b/.test(req.headers["accept-encoding"] ?? "")) {
       // Level 1: a large exposition compresses ~5x already, and this runs once per change.
-      body.gzipped ??= gzipAsync(body.raw, { level: 1 });
-      payload = await body.gzipped;
+      parts = await Promise.all(
+        body.segments.map((s) => {
+          s.gzipped ??= gzipAsync(s.raw, { level: 1 });
+          return s.gzipped;
+        }),
+      );
       headers["content-encoding"] = "gzip";
     }
-    headers["content-length"] = String(payload.length);
+    headers["content-length"] = String(parts.reduce((n, p) => n + p.length, 0));
     this.scrapes++;
     res.writeHead(200, headers);
-    res.end(req.method === "HEAD" ? undefined : payload);
+    if (req.method === "HEAD") {
+      res.end();
+      return;
+    }
+    res.cork();
+    for (const p of parts) res.write(p);
+    res.uncork();
+    res.end();
   }
 }
 

@@ -57,7 +57,7 @@ export const GOOD_FILES: Record<string, string> = {
 /** A file both we and node_exporter reject whole. */
 export const BROKEN_FILE = "# TYPE broken_metric gauge\nbroken_metric not-a-number\n";
 
-/** `n` series spread over `files` files of gauges with two labels, ~75 bytes per series. */
+/** `n` series spread over `files` files of gauges with four labels, ~78 bytes per series. */
 export function bigFiles(series: number, files: number): Map<string, string> {
   const out = new Map<string, string>();
   const per = Math.ceil(series / files);
@@ -66,7 +66,7 @@ export function bigFiles(series: number, files: number): Map<string, string> {
     const lines = [`# HELP ${name} Generated for the benchmark.`, `# TYPE ${name} gauge`];
     for (let i = 0; i < per && f * per + i < series; i++) {
       lines.push(
-        `${name}{idx="${i}",instance="host-${i % 1000}",shard="${Math.floor(i / 1000)}"} ${i * 0.5}`,
+        `${name}{idx="${i}",instance="host-${i % 1000}",job="ci-benchmark",shard="${Math.floor(i / 1000)}"} ${i * 0.5}`,
       );
     }
     out.set(`file${String(f).padStart(2, "0")}.prom`, `${lines.join("\n")}\n`);

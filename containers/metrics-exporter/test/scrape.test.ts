@@ -10,7 +10,7 @@ import {
 } from "@buildpod/metrics-exporter";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BROKEN_FILE, GOOD_FILES, seriesValues, tempDir } from "./fixtures.ts";
+import { BROKEN_FILE, bigFiles, GOOD_FILES, seriesValues, tempDir } from "./fixtures.ts";
 import { get, promtoolCheck, type Running, startNodeExporter } from "./tools.ts";
 
 /** Reads `dir` once and serves it; the caller closes the server. */
@@ -74,6 +74,22 @@ describe("scrape server", () => {
     expect(body).toContain('tests_total{result="failed"} 3\n');
 
     expect((await get(s.url.replace("/metrics", "/other"))).status).toBe(404);
+  });
+
+  it("sends a gzip body of several members that decompresses to the plain body", async () => {
+    const dir = await tempDir("members");
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    for (const [name, text] of bigFiles(3000, 3)) await writeFile(join(dir, name), text);
+    await writeFile(join(dir, "small.prom"), "small 1\n");
+    const s = await serveDir(dir);
+    cleanup.push(() => s.server.close());
+    const plain = (await get(s.url)).body;
+    const zipped = await request(s.url, { headers: { "accept-encoding": "gzip" } });
+    const raw = Buffer.from(await zipped.body.arrayBuffer());
+    // More than one member: each member starts with the gzip magic bytes 1f 8b 08.
+    expect(raw.indexOf(Buffer.from([0x1f, 0x8b, 0x08]), 10)).toBeGreaterThan(0);
+    expect(gunzipSync(raw).toString()).toBe(plain);
+    expect(plain.split("\n").filter((l) => l.startsWith("job_metric_"))).toHaveLength(3000);
   });
 
   it("passes promtool check metrics", async () => {

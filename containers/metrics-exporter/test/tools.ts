@@ -3,6 +3,7 @@
 // stopped by its `stop()`; nothing relies on the system services the packages install.
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
+import { gunzipSync } from "node:zlib";
 import { request } from "undici";
 
 export const PUSHGATEWAY_BIN = "/usr/bin/prometheus-pushgateway";
@@ -111,4 +112,20 @@ export async function get(
 ): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   const res = await request(url, { headers });
   return { status: res.statusCode, headers: res.headers, body: await res.body.text() };
+}
+
+/** GET a URL and read its whole body (raw bytes, not decompressed); resolves the time taken. */
+export async function timedGet(url: string, headers: Record<string, string> = {}): Promise<number> {
+  const started = performance.now();
+  const res = await request(url, { headers });
+  await res.body.arrayBuffer();
+  if (res.statusCode !== 200) throw new Error(`GET ${url} answered ${res.statusCode}`);
+  return performance.now() - started;
+}
+
+/** GET a URL asking for gzip, as Prometheus does; the body decompressed. */
+export async function getGzipText(url: string): Promise<string> {
+  const res = await request(url, { headers: { "accept-encoding": "gzip" } });
+  const raw = Buffer.from(await res.body.arrayBuffer());
+  return res.headers["content-encoding"] === "gzip" ? gunzipSync(raw).toString() : raw.toString();
 }
