@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
 import { AgentApi, apiUrl, escapePathSegment } from "../src/agent-api.ts";
@@ -91,8 +93,13 @@ describe("verifyToken", () => {
   });
 
   it("reports an endpoint nothing listens on as unreachable", async () => {
+    // A port that was free a moment ago: listen, note it, close.
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((r) => server.close(r));
     const closed = new AgentApi({
-      endpoint: "http://127.0.0.1:9/v3",
+      endpoint: `http://127.0.0.1:${port}/v3`,
       token: "t",
       requestTimeoutMs: 1000,
     });
