@@ -152,7 +152,19 @@ export async function checkoutRepository(o: CheckoutOptions): Promise<CheckoutRe
   const run = new Run(o);
   const destState = await run.phase("prepare", () => prepareDest(o));
   if (destState === "same-repo") {
-    await updateInPlace(run);
+    try {
+      await updateInPlace(run);
+    } catch (e) {
+      // A workspace left broken by an interrupted attempt: start it over rather than fail.
+      if (e instanceof CheckoutError || !(e instanceof GitError) || o.signal?.aborted) throw e;
+      run.warn(
+        "in-place-failed",
+        `could not update ${o.dest} in place: ${e.message}; starting over`,
+        e,
+      );
+      await emptyDir(o.dest);
+      await freshCheckout(run);
+    }
   } else {
     await freshCheckout(run);
   }
@@ -411,10 +423,19 @@ async function prepareDest(o: CheckoutOptions): Promise<DestState> {
   return "empty";
 }
 
+/**
+ * Whether `dest` holds this repository: its origin has the same identity, or is still this
+ * repository's mirror (an attempt interrupted between the mirror clone and `remote set-url`).
+ */
 async function holdsRepository(o: CheckoutOptions): Promise<boolean> {
   try {
     const r = await git(["config", "--get", "remote.origin.url"], { cwd: o.dest });
-    return parseRepoUrl(r.stdout.trim()).identity === o.url.identity;
+    const origin = parseRepoUrl(r.stdout.trim());
+    if (origin.identity === o.url.identity) return true;
+    const base = origin.path.split("/").pop() ?? "";
+    return (
+      origin.transport === "file" && o.layout !== undefined && base.startsWith(`${o.url.key}.`)
+    );
   } catch {
     return false;
   }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cacheLayout, markFile } from "../src/cache.ts";
 import { CheckoutError } from "../src/materialize.ts";
 import { refFromBuildkiteEnv } from "../src/refs.ts";
+import { parseRepoUrl } from "../src/url.ts";
 import { checkout, sync } from "./fixture.ts";
 import { Daemon, Origin, removeDir, sh, tempDir } from "./helpers.ts";
 
@@ -267,6 +268,43 @@ describe("destination", () => {
     expect(sh(d, "rev-parse", "HEAD")).toBe(newer);
     expect(existsSync(join(d, "stray.txt"))).toBe(false);
     expect(readFileSync(join(d, "README.md"), "utf8")).toBe("hello\n");
+  });
+});
+
+describe("interrupted attempts", () => {
+  it("resumes a workspace cloned from the mirror whose origin was never set", async () => {
+    const d = dest();
+    const layout = cacheLayout(cache);
+    const key = parseRepoUrl(url).key;
+    const { realpathSync } = await import("node:fs");
+    mkdirSync(d, { recursive: true });
+    sh(
+      d,
+      "clone",
+      "--quiet",
+      "--no-checkout",
+      "--",
+      realpathSync(join(layout.mirrors, `${key}.git`)),
+      ".",
+    );
+    const { result } = await checkout(url, d, { cache, target: { commit: first, ref: "main" } });
+    expect(result).toMatchObject({ source: "in-place", commit: first });
+    expect(sh(d, "remote", "get-url", "origin")).toBe(url);
+  });
+
+  it("starts over when the workspace it would update in place is broken", async () => {
+    const d = dest();
+    await checkout(url, d, { cache, target: { commit: first } });
+    removeDir(join(d, ".git", "objects"));
+    mkdirSync(join(d, ".git", "objects", "pack"), { recursive: true });
+    const newer = await app.commits(1, "restart");
+    const { result, events } = await checkout(url, d, {
+      cache,
+      target: { commit: newer, ref: "main" },
+    });
+    expect(result.commit).toBe(newer);
+    expect(events.some((e) => e.type === "warning" && e.code === "in-place-failed")).toBe(true);
+    sh(d, "fsck", "--connectivity-only", "--no-dangling");
   });
 });
 
