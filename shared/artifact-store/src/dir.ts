@@ -70,8 +70,15 @@ export class DirStore implements ArtifactStore {
   }
 
   async search(q: SearchQuery): Promise<RemoteArtifact[]> {
-    const isMatch = q.query ? picomatch(q.query, { dot: true }) : () => true;
+    const isMatch = q.query ? picomatch(q.query, { dot: true, flags: "s" }) : () => true;
     const found: RemoteArtifact[] = [];
+    const root = await stat(this.root).catch(() => undefined);
+    if (!root?.isDirectory()) {
+      throw new StoreError(
+        "ARTIFACT_STORE_DIR_MISSING",
+        `could not search ${this.name}: no such directory; create it, or point the store at an existing one`,
+      );
+    }
     for (const rel of await listFiles(this.root)) {
       if (!isMatch(rel)) continue;
       const abs = path.join(this.root, rel);
