@@ -6,18 +6,19 @@
  *
  * For each bundle in `containers/*` and `examples/*` (built fresh first):
  * - `--version`: wall time from spawn to exit. Every module of the bundle is loaded and
- *   evaluated, so this is the floor under any real start; also measured with a warm
- *   NODE_COMPILE_CACHE, which an image could ship.
+ *   evaluated, so this is the floor under any real start. Also measured with a warm
+ *   NODE_COMPILE_CACHE, as the images ship one (docs/images.md).
  * - RSS after start-up: VmRSS (and the peak, VmHWM) of a `--version` run as it exits.
- * - a run of the default command in a throwaway setup (temporary lifecycle directory, health
- *   server on a free loopback port): time to the first line on stdout, time until `/readyz`
- *   answers 200 when the program serves it, and VmRSS once it has idled for a second. A
- *   program that exits before that (an init container without work, a placeholder) is noted.
+ * - a real start of each command in a throwaway setup (SCENARIOS below: temporary lifecycle
+ *   directory and volumes, health server on a free loopback port, no traffic beyond
+ *   loopback): time to the first line on stdout, time until `/readyz` answers 200, and for
+ *   sidecars the VmRSS once they have idled for a second. Then SIGTERM, a sidecar's usual end.
  *
- * BENCH_RUNS (default 10) sets the runs per median, BENCH_IDLE_MS (default 1000) the idle wait.
+ * BENCH_RUNS (default 10) sets the runs per median of `--version`, BENCH_START_RUNS (default 3)
+ * those of the real starts, BENCH_IDLE_MS (default 1000) the idle wait.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
@@ -27,11 +28,109 @@ import { type BundleSpec, findBundles } from "../scripts/build.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
+const START_RUNS = Number(process.env.BENCH_START_RUNS ?? 3);
 const IDLE_MS = Number(process.env.BENCH_IDLE_MS ?? 1000);
 const STARTUP_GOAL = { op: "<=", value: 300 } as const;
 const RSS_GOAL = { op: "<=", value: 60 } as const;
 
 const work = mkdtempSync(path.join(tmpdir(), "buildpod-startup-"));
+
+// ---- what a real start of each program looks like ---------------------------------------------
+
+interface Scenario {
+  /**
+   * Arguments after the bundle. `dir` is a fresh directory, also the lifecycle directory;
+   * `port` a free loopback port besides the health server's, for a program's own listener.
+   */
+  args(dir: string, port: number): string[];
+  /** A sidecar keeps running until told the workload finished; an init container exits. */
+  sidecar: boolean;
+  /** Prepares `dir` before the start (not timed). */
+  setup?(dir: string): void;
+}
+
+/** The smallest real work of each command, all of it local. */
+const SCENARIOS: Record<string, Scenario[]> = {
+  "repo-mirror": [
+    {
+      sidecar: false,
+      setup: (dir) => makeRepository(path.join(dir, "origin")),
+      args: (dir) => [
+        "checkout",
+        `--repo=file://${dir}/origin`,
+        "--commit=HEAD",
+        "--ref=main",
+        `--dest=${dir}/workspace`,
+        `--cache=${dir}/cache`,
+      ],
+    },
+  ],
+  "artifact-downloader": [
+    {
+      sidecar: false,
+      setup: (dir) => mkdirSync(path.join(dir, "store"), { recursive: true }),
+      args: (dir) => [`--store=dir:${dir}/store`, "--query=*", `--dest=${dir}/artifacts-imported`],
+    },
+  ],
+  "agent-injector": [
+    {
+      sidecar: false,
+      setup: (dir) => writeFileSync(path.join(dir, "token"), "bkaj_bench\n"),
+      args: (dir) => [
+        "inject",
+        `--token-file=${dir}/token`,
+        "--job-id=01890000-0000-0000-0000-000000000000",
+        "--no-install-agent",
+        "--no-verify-token",
+      ],
+    },
+    { sidecar: true, args: () => ["run", "--poll-interval=0"] },
+  ],
+  "log-exporter": [
+    {
+      sidecar: true,
+      setup: (dir) => mkdirSync(path.join(dir, "logs")),
+      args: (dir) => [`--logs=${dir}/logs`],
+    },
+  ],
+  "artifact-uploader": [
+    {
+      sidecar: true,
+      setup: (dir) => mkdirSync(path.join(dir, "artifacts")),
+      args: (dir) => [`--root=${dir}/artifacts`, `--store=dir:${dir}/store`],
+    },
+  ],
+  "metrics-exporter": [
+    {
+      sidecar: true,
+      setup: (dir) => mkdirSync(path.join(dir, "metrics")),
+      args: (dir, port) => [`--root=${dir}/metrics`, `--listen=127.0.0.1:${port}`],
+    },
+  ],
+  "custom-sidecar": [
+    {
+      sidecar: true,
+      setup: (dir) => mkdirSync(path.join(dir, "reports")),
+      // Port 9 (discard) on loopback: nothing is posted before the workload finishes.
+      args: (dir) => [`--root=${dir}/reports`, "--endpoint=http://127.0.0.1:9/summary"],
+    },
+  ],
+};
+
+function makeRepository(dir: string): void {
+  const git = (...args: string[]) =>
+    spawnSync("git", ["-c", "user.name=bench", "-c", "user.email=bench@localhost", ...args], {
+      cwd: dir,
+      stdio: "ignore",
+    });
+  mkdirSync(dir, { recursive: true });
+  git("init", "-q", "-b", "main");
+  writeFileSync(path.join(dir, "README"), "bench\n");
+  git("add", "README");
+  git("commit", "-q", "-m", "bench");
+}
+
+// ---- measuring --------------------------------------------------------------------------------
 
 // Preloaded into the RSS runs: copies /proc/self/status to a file as the process exits, which
 // catches even a program that is done in 50 ms.
@@ -78,16 +177,8 @@ async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const address = server.address();
   await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === "string") throw new Error("no port");
+  if (address === null || typeof address === "string") throw new Error("no free port");
   return address.port;
-}
-
-interface IdleRun {
-  firstLineMs?: number;
-  readyMs?: number;
-  idleRssMiB?: number;
-  /** Why the run ended before it idled: exit code and first line of stderr. */
-  exited?: string;
 }
 
 /** True once GET /readyz answers 200; false while nothing listens or it is not ready. */
@@ -112,64 +203,86 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+interface Start {
+  firstLineMs?: number;
+  readyMs?: number;
+  idleRssMiB?: number;
+  /** Set when the program ended other than expected: its exit code and first stderr line. */
+  problem?: string;
+}
+
 /**
- * Starts the bundle's default command and watches it: the first stdout line, /readyz, then
- * the RSS after it idled. Stops it with SIGTERM (a sidecar's ordinary end) afterwards.
+ * Starts one scenario and watches it: the first stdout line, /readyz, and for a sidecar the
+ * RSS after it idled. A sidecar is then stopped with SIGTERM; an init container runs to its end.
  */
-async function idleRun(spec: BundleSpec): Promise<IdleRun> {
+async function start(spec: BundleSpec, scenario: Scenario): Promise<Start> {
   const port = await freePort();
-  const lifecycleDir = mkdtempSync(path.join(work, `${spec.name}-`));
+  const dir = mkdtempSync(path.join(work, `${spec.name}-`));
+  scenario.setup?.(dir);
+  const args = scenario.args(dir, await freePort());
   const started = performance.now();
-  const child = spawn(process.execPath, [spec.outfile], {
-    cwd: lifecycleDir,
+  const child = spawn(process.execPath, [spec.outfile, ...args], {
+    cwd: dir,
     env: {
-      ...process.env,
-      BUILDPOD_LIFECYCLE_DIR: lifecycleDir,
+      PATH: process.env.PATH,
+      HOME: dir,
+      BUILDPOD_LIFECYCLE_DIR: dir,
       BUILDPOD_HTTP_PORT: String(port),
       BUILDPOD_HTTP_HOST: "127.0.0.1",
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  const run: IdleRun = {};
+  const result: Start = {};
   let stderr = "";
   child.stdout?.on("data", (chunk: Buffer) => {
-    if (run.firstLineMs === undefined && chunk.includes(10)) {
-      run.firstLineMs = performance.now() - started;
+    if (result.firstLineMs === undefined && chunk.includes(10)) {
+      result.firstLineMs = performance.now() - started;
     }
   });
   child.stderr?.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
   let exitCode: number | null | undefined;
-  exited.then((code) => {
-    exitCode = code;
-  });
+  const exited = new Promise<void>((resolve) =>
+    child.on("exit", (code) => {
+      exitCode = code;
+      resolve();
+    }),
+  );
 
-  // Wait for readiness (or, for a program without the server, its first line), at most 10 s.
+  // Poll /readyz until it answers, the program exits, or 10 s pass.
   const deadline = performance.now() + 10_000;
   while (exitCode === undefined && performance.now() < deadline) {
     if (await isReady(port)) {
-      run.readyMs = performance.now() - started;
+      result.readyMs = performance.now() - started;
       break;
-    }
-    if (run.firstLineMs !== undefined && performance.now() - started > run.firstLineMs + 2000) {
-      break; // logging but serving no /readyz: the health server is not part of this program
     }
     await sleep(5);
   }
-  await sleep(IDLE_MS);
-  if (exitCode === undefined) {
-    run.idleRssMiB = parseStatus(readFileSync(`/proc/${child.pid}/status`, "utf8")).rss;
+
+  if (scenario.sidecar) {
+    await sleep(IDLE_MS);
+    if (exitCode === undefined) {
+      result.idleRssMiB = parseStatus(readFileSync(`/proc/${child.pid}/status`, "utf8")).rss;
+    }
+    await stop(child);
   } else {
-    const line = stderr.split("\n").find((l) => l.trim() !== "") ?? "";
-    run.exited = `exited ${exitCode} before idling${line ? `: ${line.trim().slice(0, 120)}` : ""}`;
+    await Promise.race([exited, sleep(60_000)]);
+    await stop(child);
   }
-  await stop(child);
-  return run;
+  const expected = scenario.sidecar ? exitCode === null || exitCode === 0 : exitCode === 0;
+  if (!expected || (scenario.sidecar && result.idleRssMiB === undefined)) {
+    const line =
+      stderr
+        .split("\n")
+        .find((l) => l.trim() !== "")
+        ?.trim() ?? "";
+    result.problem = `exited ${exitCode}${line ? `: ${line.slice(0, 160)}` : ""}`;
+  }
+  return result;
 }
 
-/** Runs `pnpm run build`'s script so the figures belong to the current source. */
+/** Runs the build script so the figures belong to the current source. */
 function buildBundles(): string[] {
   const build = spawnSync(process.execPath, [path.join(ROOT, "scripts/build.ts")], {
     cwd: ROOT,
@@ -180,90 +293,112 @@ function buildBundles(): string[] {
   return build.status === 0 ? [] : ["the build failed for some bundles; only built ones ran"];
 }
 
-async function main(): Promise<void> {
-  const notes = buildBundles();
-  const specs = findBundles(ROOT).filter((s) => existsSync(s.outfile));
-  notes.push(
-    `node ${process.version}; load average ${loadavg()
-      .map((l) => l.toFixed(2))
-      .join(" ")} at start`,
-  );
-
-  // Interleave the programs run by run, so a burst of load elsewhere hits all of them alike.
+/** `--version` of every bundle, cold and with a warm compile cache, interleaved run by run. */
+async function versionTimes(specs: BundleSpec[]) {
   const cache = path.join(work, "compile-cache");
-  for (const spec of specs) await timeToExit([spec.outfile, "--version"], cacheEnv(cache));
-  const times = new Map<string, { cold: number[]; warm: number[] }>();
+  const withCache = { ...process.env, NODE_COMPILE_CACHE: cache };
+  for (const spec of specs) await timeToExit([spec.outfile, "--version"], withCache);
+
+  // Interleaved, so that a burst of load from elsewhere hits every program alike.
+  const cold = new Map<string, number[]>();
+  const warm = new Map<string, number[]>();
   const baseline: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     baseline.push(await timeToExit(["-e", "0"]));
     for (const spec of specs) {
-      const t = times.get(spec.name) ?? { cold: [], warm: [] };
-      t.cold.push(await timeToExit([spec.outfile, "--version"]));
-      t.warm.push(await timeToExit([spec.outfile, "--version"], cacheEnv(cache)));
-      times.set(spec.name, t);
+      cold.set(spec.name, [
+        ...(cold.get(spec.name) ?? []),
+        await timeToExit([spec.outfile, "--version"]),
+      ]);
+      warm.set(spec.name, [
+        ...(warm.get(spec.name) ?? []),
+        await timeToExit([spec.outfile, "--version"], withCache),
+      ]);
     }
   }
+  return { baseline, cold, warm };
+}
 
+/** `agent-injector inject` for a scenario naming its command, else the program's name. */
+function scenarioLabel(name: string, scenario: Scenario): string {
+  const first = scenario.args(".", 0)[0] ?? "";
+  return first === "" || first.startsWith("-") ? name : `${name} ${first}`;
+}
+
+function metric(name: string, value: number, unit: string, extra: Partial<BenchMetric> = {}) {
+  return { name, value, unit, ...extra };
+}
+
+async function main(): Promise<void> {
+  const notes = buildBundles();
+  const specs = findBundles(ROOT).filter((s) => existsSync(s.outfile));
+  const load = loadavg().map((l) => l.toFixed(2));
+  notes.push(`node ${process.version}; load average ${load.join(" ")} at start`);
+
+  const times = await versionTimes(specs);
   const note = `median of ${RUNS}`;
   const baseRss = rssAtExit(["-e", "0"]);
   const metrics: BenchMetric[] = [
-    { name: "node -e 0: exit", value: median(baseline), unit: "ms", note },
-    { name: "node -e 0: RSS at exit", value: baseRss.rss, unit: "MiB" },
+    metric("node -e 0: exit", median(times.baseline), "ms", { note }),
+    metric("node -e 0: RSS at exit", baseRss.rss, "MiB"),
   ];
+
   for (const spec of specs) {
-    const t = times.get(spec.name);
     const rss = rssAtExit([spec.outfile, "--version"]);
-    const idle = await idleRun(spec);
     metrics.push(
-      {
-        name: `${spec.name}: --version`,
-        value: median(t?.cold ?? []),
-        unit: "ms",
+      metric(`${spec.name} --version`, median(times.cold.get(spec.name) ?? []), "ms", {
         goal: STARTUP_GOAL,
         note,
-      },
-      {
-        name: `${spec.name}: --version, warm compile cache`,
-        value: median(t?.warm ?? []),
-        unit: "ms",
-        note,
-      },
-      { name: `${spec.name}: RSS after start-up`, value: rss.rss, unit: "MiB", goal: RSS_GOAL },
-      { name: `${spec.name}: peak RSS during start-up`, value: rss.peak, unit: "MiB" },
+      }),
+      metric(
+        `${spec.name} --version, warm compile cache`,
+        median(times.warm.get(spec.name) ?? []),
+        "ms",
+        { note },
+      ),
+      metric(`${spec.name} RSS after start-up`, rss.rss, "MiB", { goal: RSS_GOAL }),
     );
-    if (idle.firstLineMs !== undefined) {
-      metrics.push({
-        name: `${spec.name}: to first log line`,
-        value: idle.firstLineMs,
-        unit: "ms",
-        goal: STARTUP_GOAL,
-      });
+
+    for (const scenario of SCENARIOS[spec.name] ?? []) {
+      const label = scenarioLabel(spec.name, scenario);
+      const starts: Start[] = [];
+      for (let i = 0; i < START_RUNS; i++) starts.push(await start(spec, scenario));
+      const values = (pick: (s: Start) => number | undefined) =>
+        starts.map(pick).filter((v): v is number => v !== undefined);
+      const runs = `median of ${START_RUNS}`;
+      const first = values((s) => s.firstLineMs);
+      const ready = values((s) => s.readyMs);
+      const idle = values((s) => s.idleRssMiB);
+      if (first.length > 0) {
+        metrics.push(
+          metric(`${label}: to first log line`, median(first), "ms", {
+            goal: STARTUP_GOAL,
+            note: runs,
+          }),
+        );
+      }
+      if (ready.length > 0) {
+        metrics.push(
+          metric(`${label}: to /readyz 200`, median(ready), "ms", {
+            goal: STARTUP_GOAL,
+            note: runs,
+          }),
+        );
+      }
+      if (idle.length > 0) {
+        metrics.push(
+          metric(`${label}: idle RSS`, median(idle), "MiB", { goal: RSS_GOAL, note: runs }),
+        );
+      }
+      const problem = starts.find((s) => s.problem)?.problem;
+      if (problem) notes.push(`${label}: ${problem}`);
     }
-    if (idle.readyMs !== undefined) {
-      metrics.push({
-        name: `${spec.name}: to /readyz 200`,
-        value: idle.readyMs,
-        unit: "ms",
-        goal: STARTUP_GOAL,
-      });
-    }
-    if (idle.idleRssMiB !== undefined) {
-      metrics.push({
-        name: `${spec.name}: idle RSS`,
-        value: idle.idleRssMiB,
-        unit: "MiB",
-        goal: RSS_GOAL,
-      });
-    }
-    if (idle.exited) notes.push(`${spec.name}: default command ${idle.exited}`);
+    if (!SCENARIOS[spec.name])
+      notes.push(`${spec.name}: no start scenario in bench/startup.bench.ts`);
   }
 
   const file = await writeBenchReport({ bench: "startup", metrics, notes });
   console.log(`startup: ${metrics.length} figures written to ${path.relative(ROOT, file)}`);
-}
-
-function cacheEnv(dir: string): NodeJS.ProcessEnv {
-  return { ...process.env, NODE_COMPILE_CACHE: dir };
 }
 
 try {
