@@ -406,7 +406,8 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
   private onGone(path: string, id: string): void {
     this.serial(path, async () => {
       const file = this.byPath.get(path);
-      if (file && file.id === id && file.detachedAt === undefined) {
+      // A file that moved to another watched path is not gone.
+      if (file && file.id === id && file.path === path && file.detachedAt === undefined) {
         file.detachedAt = performance.now();
         file.hasData = true;
       }
@@ -416,38 +417,42 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
 
   private async found(info: FileInfo): Promise<void> {
     if (this.closed) return;
-    const current = this.byPath.get(info.path);
-    if (current && !current.closed && current.id === info.id) {
-      current.detachedAt = undefined;
-      current.hasData = true;
+    // The file last seen at this path; it may have moved on to another path since.
+    const previous = this.byPath.get(info.path);
+    if (previous && !previous.closed && previous.id === info.id) {
+      previous.path = info.path;
+      previous.absolutePath = info.absolutePath;
+      previous.detachedAt = undefined;
+      previous.hasData = true;
       return this.wake();
     }
     const known = this.files.get(info.id);
     if (known && !known.closed) {
-      // Renamed to another watched path (e.g. a rotated name the globs include): go on.
+      // Renamed to another watched path (e.g. a rotated name the globs include): go on where
+      // it was. Its old path keeps pointing to it, so that a new file there is a rotation.
       known.path = info.path;
+      known.absolutePath = info.absolutePath;
       known.detachedAt = undefined;
       known.hasData = true;
       this.byPath.set(info.path, known);
     } else {
       const opened = await this.open(info);
       if (!opened) return;
-      if (current && !current.closed && current.id !== info.id) this.rotate(current, opened);
+      if (previous && !previous.closed) this.rotate(previous, opened, info.path);
       this.byPath.set(info.path, opened);
     }
     this.wake();
   }
 
-  private rotate(old: Tailed, replacement: Tailed): void {
-    old.detachedAt ??= performance.now();
+  // A new file took `path` from `old`: read `old` to its end first. If `old` is not watched
+  // under another path now, it is detached (closed once read and rotateWaitMs passed).
+  private rotate(old: Tailed, replacement: Tailed, path: string): void {
+    if (old.path === path) old.detachedAt ??= performance.now();
+    // Whatever reached the old file before the new one appeared comes first.
     old.hasData = true;
+    old.reachedEnd = false;
     replacement.predecessor = old;
-    this.emit("file", {
-      type: "rotated",
-      path: old.path,
-      fileId: old.id,
-      newFileId: replacement.id,
-    });
+    this.emit("file", { type: "rotated", path, fileId: old.id, newFileId: replacement.id });
   }
 
   private async open(info: FileInfo): Promise<Tailed | undefined> {
@@ -552,7 +557,7 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
     if (file.closed) return;
     file.closed = true;
     await file.reader.close().catch(() => undefined);
-    if (this.byPath.get(file.path) === file) this.byPath.delete(file.path);
+    for (const [path, f] of this.byPath) if (f === file) this.byPath.delete(path);
     this.files.delete(file.id);
     this.dirty = true;
     if (report)

@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { realpath } from "node:fs/promises";
+import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { type FSWatcher, watch } from "chokidar";
 import { compileFilter, type PathFilter } from "./filter.ts";
@@ -83,9 +83,11 @@ export class TreeWatcher extends EventEmitter<TreeWatcherEvents> {
   async start(): Promise<void> {
     try {
       this.realRoot = await realpath(this.root);
+      if (!(await stat(this.realRoot)).isDirectory()) throw new Error("it is not a directory");
     } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
       throw new Error(
-        `could not watch ${this.root}: ${String(err)}; create the directory or mount the volume first`,
+        `could not watch ${this.root}: ${why}; create the directory or mount the volume first`,
         { cause: err },
       );
     }

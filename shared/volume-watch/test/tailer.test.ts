@@ -135,6 +135,30 @@ describe("Tailer", () => {
     expect(tailer.stats().files).toBe(1);
   });
 
+  it("follows a rotated file to a name the globs also include, reading nothing twice", async () => {
+    const { root } = scratchDir();
+    const log = path.join(root, "app.log");
+    writeFileSync(log, "old 1\n");
+    const { tailer, events } = create({ root, include: ["app.log*"], rotateWaitMs: 200 });
+    await tailer.start();
+    const texts = consume(tailer);
+    await eventually(() => texts.length === 1);
+
+    renameSync(log, `${log}.1`);
+    appendFileSync(`${log}.1`, "old 2\n");
+    writeFileSync(log, "new 1\n");
+    await eventually(() => texts.length >= 3, 10_000, "three lines");
+    await sleep(1_000); // polls and a rescan pass: nothing may be read again
+    appendFileSync(`${log}.1`, "old 3\n");
+    await eventually(() => texts.length >= 4, 10_000, "late line of the rotated file");
+    await sleep(500);
+
+    expect([...texts].sort()).toEqual(["new 1", "old 1", "old 2", "old 3"]);
+    expect(texts.indexOf("old 2")).toBeLessThan(texts.indexOf("new 1"));
+    expect(events.filter((e) => e.type === "rotated")).toHaveLength(1);
+    expect(tailer.stats().files).toBe(2);
+  });
+
   it("reads a file deleted mid-read to its end", async () => {
     const { root } = scratchDir();
     const log = path.join(root, "app.log");
