@@ -41,6 +41,9 @@
  *   PUT  /parts/{uploadId}/{n}?expires=&signature=   raw part body; answers an `ETag` header
  *   GET  /objects/{key}?expires=&signature=          the stored bytes
  *
+ * Stored bytes: `await bk.read(artifact)`. With `keepParts: false` multipart bytes are checked
+ * and dropped (for 1 GiB tests), so their sums are empty.
+ *
  * Seeding for downloads: `bk.seedArtifact({ path, content, jobId?, sha256sum?, sha1sum? })` stores
  * an object and a finished artifact (give a wrong checksum to test verification, or a path with
  * `..` to test containment).
@@ -53,18 +56,19 @@
  *   bk.inject({ kind: "drop", count: 3 })                          destroy the connection
  *   match: { server: "api" | "storage", method: "PUT", path: /artifacts$/ } narrows any fault.
  *   bk.down(30_000, "api")   every connection to that server is dropped for 30 s
+ *   bk.clearFaults()         forget the faults not fired yet
  *
  * Inspection: bk.artifacts (all artifacts with `state` and the `stored` bytes' size and sums),
  * bk.requests (server, method, path, status, whether `Authorization` was sent), bk.chunks.
  */
 import { createHash, createHmac, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Transform } from "node:stream";
+import { Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { gunzipSync } from "node:zlib";
 import busboy from "busboy";
@@ -80,12 +84,16 @@ export interface FakeJob {
   state: string;
 }
 
-/** Facts about bytes the storage server received. */
+/**
+ * Facts about bytes the storage server received. Small objects are kept in memory (`bytes`),
+ * big ones in a file; multipart objects with `keepParts: false` keep neither (sums empty).
+ */
 export interface StoredObject {
   size: number;
   sha1: string;
   sha256: string;
-  file: string;
+  file?: string;
+  bytes?: Buffer;
 }
 
 export interface FakeArtifact {
@@ -141,7 +149,15 @@ export interface FakeBuildkiteOptions {
   maxFormUploadBytes?: number;
   /** Where stored objects go; default a fresh temp dir deleted by close(). */
   dataDir?: string;
+  /**
+   * Keep multipart bytes and assemble them at completion (default). With false, parts are only
+   * checked (size, ETag = MD5) and dropped: for big uploads where the sums are not needed.
+   */
+  keepParts?: boolean;
 }
+
+/** Objects up to this size are kept in memory rather than in files. */
+const IN_MEMORY_LIMIT = 1024 * 1024;
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<void>;
 
@@ -161,6 +177,7 @@ export class FakeBuildkite {
   multipartThreshold: number;
   partSize: number;
   maxFormUploadBytes: number;
+  keepParts: boolean;
 
   readonly jobs = new Map<string, FakeJob>();
   readonly artifacts: FakeArtifact[] = [];
@@ -186,6 +203,7 @@ export class FakeBuildkite {
     this.partSize = options.partSize ?? 64 * MiB;
     this.maxFormUploadBytes = options.maxFormUploadBytes ?? 5 * GiB;
     this.dataDir = options.dataDir ?? "";
+    this.keepParts = options.keepParts ?? true;
     this.jobId = randomUUID();
     this.buildId = randomUUID();
     this.addJob({
@@ -214,6 +232,11 @@ export class FakeBuildkite {
     this.faults.push({ ...fault, left: fault.count ?? 1 });
   }
 
+  /** Forgets every queued fault that has not fired yet. */
+  clearFaults(): void {
+    this.faults.length = 0;
+  }
+
   /** Drops every connection to the server(s) for `ms`, as if the host were unreachable. */
   down(ms: number, which: "api" | "storage" | "all" = "all"): void {
     const until = Date.now() + ms;
@@ -237,8 +260,6 @@ export class FakeBuildkite {
     if (!job) throw new Error(`fake buildkite: no job ${a.jobId}`);
     const body = typeof a.content === "string" ? Buffer.from(a.content) : a.content;
     const id = randomUUID();
-    const file = join(this.dataDir, "objects", id);
-    await writeFile(file, body);
     const sha1 = createHash("sha1").update(body).digest("hex");
     const sha256 = createHash("sha256").update(body).digest("hex");
     const artifact: FakeArtifact = {
@@ -256,11 +277,18 @@ export class FakeBuildkite {
       created_at: (a.createdAt ?? new Date()).toISOString(),
       state: "finished",
       key: `seed/${id}`,
-      stored: { size: body.length, sha1, sha256, file },
+      stored: { size: body.length, sha1, sha256, bytes: body },
       finishedReports: 1,
     };
     this.artifacts.push(artifact);
     return artifact;
+  }
+
+  /** The bytes stored for an artifact. */
+  async read(a: FakeArtifact): Promise<Buffer> {
+    if (a.stored?.bytes) return a.stored.bytes;
+    if (a.stored?.file) return readFile(a.stored.file);
+    throw new Error(`fake buildkite: no bytes kept for ${a.path}`);
   }
 
   /** Finished artifacts of the default (or given) job, by path. */
@@ -533,6 +561,10 @@ export class FakeBuildkite {
       if (e.part_number !== i + 1) return "multipart_etags must be sorted by part_number";
       if (got.get(e.part_number)?.etag !== e.etag) return `etag of part ${e.part_number} differs`;
     }
+    if (!this.keepParts) {
+      a.stored = { size: mp.parts.reduce((x, y) => x + y, 0), sha1: "", sha256: "" };
+      return undefined;
+    }
     const file = join(this.dataDir, "objects", a.id);
     const sums = hashing();
     const files = list.map((e) => (got.get(e.part_number) as { file: string }).file);
@@ -543,6 +575,7 @@ export class FakeBuildkite {
       sums.tap(),
       createWriteStream(file),
     );
+    for (const f of files) await rm(f, { force: true });
     a.stored = { ...sums.result(), file };
     return undefined;
   }
@@ -561,7 +594,7 @@ export class FakeBuildkite {
 
   private search(res: http.ServerResponse, buildId: string, q: URLSearchParams) {
     const query = q.get("query");
-    const isMatch = query ? picomatch(query, { dot: true }) : () => true;
+    const isMatch = query ? picomatch(query, { dot: true, flags: "s" }) : () => true;
     const scope = q.get("scope");
     const state = q.get("state");
     const retried = q.get("include_retried_jobs") === "true";
@@ -648,8 +681,15 @@ export class FakeBuildkite {
         stream.resume();
         return;
       }
-      const file = join(this.dataDir, "objects", randomUUID());
       const sums = hashing();
+      if (length <= IN_MEMORY_LIMIT) {
+        const chunks: Buffer[] = [];
+        stored = pipeline(stream, sums.tap(), async (source: AsyncIterable<Buffer>) => {
+          for await (const chunk of source) chunks.push(chunk);
+        }).then(() => ({ ...sums.result(), bytes: Buffer.concat(chunks) }));
+        return;
+      }
+      const file = join(this.dataDir, "objects", randomUUID());
       stored = pipeline(stream, sums.tap(), createWriteStream(file)).then(() => ({
         ...sums.result(),
         file,
@@ -699,15 +739,19 @@ export class FakeBuildkite {
       return sendXml(res, 400, "IncompleteBody", `part ${n} must be ${expected} bytes`);
     }
     const file = join(this.dataDir, "parts", `${uploadId}-${n}`);
+    const sink = this.keepParts
+      ? createWriteStream(file)
+      : new Writable({ write: (_c, _e, cb) => cb() });
+    let size = 0;
     const md5 = createHash("md5");
     const tap = new Transform({
       transform(chunk, _enc, done) {
         md5.update(chunk);
+        size += chunk.length;
         done(null, chunk);
       },
     });
-    await pipeline(req, tap, createWriteStream(file));
-    const size = (await stat(file)).size;
+    await pipeline(req, tap, sink);
     if (size !== expected) return sendXml(res, 400, "IncompleteBody", `part ${n} was cut short`);
     const etag = `"${md5.digest("hex")}"`;
     received.set(Number(n), { etag, file });
@@ -727,7 +771,9 @@ export class FakeBuildkite {
       "content-type": a.content_type,
       etag: `"${a.stored.sha1}"`,
     });
-    await pipeline(createReadStream(a.stored.file), res);
+    if (a.stored.bytes) res.end(a.stored.bytes);
+    else if (a.stored.file) await pipeline(createReadStream(a.stored.file), res);
+    else res.destroy();
   }
 
   // ---- presigning -----------------------------------------------------------------------------

@@ -31,16 +31,29 @@ export function digestHandle(handle: FileHandle): Promise<Digest> {
 }
 
 /**
- * A stream of bytes [start, end) of an open file that leaves the handle open, so one handle can
- * be hashed and then uploaded (in parts) without opening the path again.
+ * A stream of bytes [start, end) of an open file through positional reads, leaving the handle
+ * open, so one handle can be hashed and then uploaded (in parts, concurrently) without opening
+ * the path again. Ends early at end of file when `end` is infinite; a file that shrank below
+ * `end` fails the stream, since what was hashed can no longer be sent.
  */
 export function readRange(handle: FileHandle, start: number, end: number): Readable {
-  if (end <= start) return Readable.from([]);
-  return handle.createReadStream({
-    start,
-    end: Number.isFinite(end) ? end - 1 : undefined,
-    autoClose: false,
-    emitClose: false,
-    highWaterMark: READ_CHUNK,
-  });
+  async function* chunks() {
+    let position = start;
+    while (position < end) {
+      const length = Math.min(READ_CHUNK, end - position);
+      const buffer = Buffer.allocUnsafe(length);
+      const { bytesRead } = await handle.read(buffer, 0, length, position);
+      if (bytesRead === 0) {
+        if (Number.isFinite(end)) {
+          throw new Error(
+            `could not read bytes ${position}-${end}: the file shrank to ${position}`,
+          );
+        }
+        return;
+      }
+      position += bytesRead;
+      yield bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+    }
+  }
+  return Readable.from(chunks(), { objectMode: false, highWaterMark: READ_CHUNK });
 }

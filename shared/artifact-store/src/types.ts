@@ -57,7 +57,8 @@ export interface ArtifactStore {
   readonly name: string;
   /**
    * Uploads one batch: creates the artifacts, transfers each file, reports each state. Never
-   * throws for one file's failure: each file gets its own `UploadResult`.
+   * throws for one file's failure: each file gets its own `UploadResult`, matched by `path`
+   * (paths within one batch are unique).
    */
   uploadBatch(files: UploadSource[], signal?: AbortSignal): Promise<UploadResult[]>;
   /** Finished artifacts matching the query, oldest first. */

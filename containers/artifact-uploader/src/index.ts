@@ -1,0 +1,10 @@
+/** @buildpod/artifact-uploader: the program and its core, for tests and embedding. */
+export { DEFAULT_EXCLUDES } from "./config.ts";
+export { type Prepared, prepare, sameState } from "./prepare.ts";
+export { program } from "./program.ts";
+export {
+  Uploader,
+  type UploaderEvent,
+  type UploaderOptions,
+  type UploaderReport,
+} from "./uploader.ts";

@@ -1,0 +1,179 @@
+import { type StoreConfig, StoreError, storeFromConfig } from "@buildpod/artifact-store";
+import type { ConfigOf } from "@buildpod/config";
+import {
+  BuildpodError,
+  defineCommand,
+  ExitCode,
+  type Outcome,
+  type RunContext,
+} from "@buildpod/runtime";
+import { CompletionWatcher } from "@buildpod/volume-watch";
+import { Counter, Gauge } from "prom-client";
+import { options } from "./config.ts";
+import { Uploader, type UploaderEvent, type UploaderReport } from "./uploader.ts";
+
+type Config = ConfigOf<typeof options>;
+type Logger = RunContext<Config>["logger"];
+
+export const watch = defineCommand({
+  description: "upload each complete file below the root as a Buildkite artifact",
+  kind: "sidecar",
+  options,
+  run,
+});
+
+async function run(ctx: RunContext<Config>): Promise<Outcome> {
+  const { config, logger } = ctx;
+  const { store, endpoint } = await openStore(ctx);
+  const uploader = new Uploader({
+    store,
+    root: config.root,
+    batchSize: config.batchSize,
+    batches: config.batches,
+    retryDelayMs: config.retryDelay,
+    contentType: config.contentType,
+    onEvent: reporter(ctx),
+  });
+  new Gauge({
+    name: "artifact_uploader_pending_files",
+    help: "files seen complete but not uploaded yet",
+    registers: [ctx.metrics],
+    collect() {
+      this.set(uploader.pending);
+    },
+  });
+
+  // Watch: each file complete in a state is queued once for that state.
+  const files = new CompletionWatcher({
+    root: config.root,
+    include: config.include,
+    exclude: config.exclude,
+    quietPeriodMs: config.quietPeriod,
+    usePolling: config.poll,
+  });
+  files.on("complete", (f) => uploader.enqueue(f));
+  files.on("unlink", (f) => uploader.forget(f.path));
+  files.on("warning", (w) => logger.warn({ path: w.path, code: w.code, err: w.cause }, w.message));
+  try {
+    await files.start();
+  } catch (err) {
+    await store.close();
+    throw new BuildpodError(
+      "ARTIFACT_UPLOADER_NO_ROOT",
+      `could not watch ${config.root}: ${(err as Error).message}; mount the artifacts volume there or set --root`,
+      { exitCode: ExitCode.CONFIG, cause: err },
+    );
+  }
+  logger.info({ store: store.name, endpoint, root: config.root }, "watching for artifacts");
+
+  // Drain: the final sweep catches everything not yet queued, bounded by the deadline.
+  const finished = await ctx.lifecycle.finished;
+  logger.info({ reason: finished.reason, detail: finished.detail }, "workload finished: draining");
+  const deadline = ctx.lifecycle.drainSignal();
+  const started = Date.now();
+  let report: UploaderReport;
+  try {
+    const swept = await files.finalSweep();
+    await files.close();
+    report = await uploader.drain(swept, deadline);
+  } finally {
+    await files.close();
+    await store.close();
+  }
+  return outcome(report, Date.now() - started, logger);
+}
+
+async function openStore(ctx: RunContext<Config>) {
+  const { config } = ctx;
+  const settings: StoreConfig = {
+    store: config.store,
+    endpoint: config.endpoint,
+    token: config.token,
+    lifecycleDir: ctx.common.lifecycleDir,
+    jobId: config.job,
+    timeoutMs: config.requestTimeout,
+    concurrency: config.concurrency,
+    multipart: !config.noMultipart,
+    userAgent: "buildpod-artifact-uploader",
+    onRetry: ({ attempt, delayMs, err }) =>
+      ctx.logger.warn({ attempt, delay_ms: delayMs, err }, "request failed, retrying"),
+  };
+  try {
+    const opened = await storeFromConfig(settings);
+    if (opened.spec.kind === "buildkite" && !config.job) {
+      await opened.store.close();
+      throw new StoreError(
+        "ARTIFACT_UPLOADER_NO_JOB",
+        "could not upload to buildkite: no job ID; set --job or BUILDKITE_JOB_ID",
+      );
+    }
+    return opened;
+  } catch (err) {
+    if (!(err instanceof StoreError)) throw err;
+    throw new BuildpodError(err.code, err.message, { exitCode: ExitCode.CONFIG, cause: err });
+  }
+}
+
+/** Logs each uploader event and counts it. */
+function reporter(ctx: RunContext<Config>) {
+  const logger = ctx.logger;
+  const files = new Counter({
+    name: "artifact_uploader_files_total",
+    help: "files handled, by result: uploaded, failed (will retry), refused, vanished",
+    labelNames: ["result"],
+    registers: [ctx.metrics],
+  });
+  const bytes = new Counter({
+    name: "artifact_uploader_bytes_total",
+    help: "bytes of files uploaded",
+    registers: [ctx.metrics],
+  });
+  return (e: UploaderEvent) => {
+    if (e.type === "uploaded") {
+      files.inc({ result: "uploaded" });
+      bytes.inc(e.bytes);
+      logger.debug({ path: e.path, bytes: e.bytes, reupload: e.reupload }, "uploaded artifact");
+    } else if (e.type === "failed") {
+      files.inc({ result: "failed" });
+      const what = e.willRetry
+        ? "could not upload artifact, will retry"
+        : "could not upload artifact";
+      logger.warn({ path: e.path, err: e.err }, what);
+    } else if (e.type === "refused") {
+      files.inc({ result: "refused" });
+      logger.error({ path: e.path, err: e.err }, "refused artifact: it is not uploaded");
+    } else if (e.type === "vanished") {
+      files.inc({ result: "vanished" });
+      logger.info({ path: e.path }, "file deleted before it could be uploaded");
+    } else {
+      logger.info(
+        { path: e.path },
+        "file changed after its upload: uploading it again at the drain",
+      );
+    }
+  };
+}
+
+function outcome(report: UploaderReport, durationMs: number, logger: Logger): Outcome {
+  let exitCode: number = ExitCode.OK;
+  if (report.refused.length > 0) exitCode = ExitCode.REJECTED;
+  if (report.leftOver.length > 0) {
+    exitCode = ExitCode.INCOMPLETE;
+    logger.error(
+      { files: report.leftOver.length },
+      "drain deadline reached with files not uploaded; they are listed in the summary",
+    );
+  }
+  return {
+    exitCode,
+    summary: {
+      uploaded: report.uploaded,
+      bytes: report.bytes,
+      drain_ms: durationMs,
+      reuploaded: report.reuploaded,
+      left_over: report.leftOver,
+      refused: report.refused,
+      vanished: report.vanished,
+    },
+  };
+}
