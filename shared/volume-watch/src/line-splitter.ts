@@ -74,6 +74,7 @@ function splitComplete(
   const decoded = buf.toString("utf8", 0, regionEnd - 1);
   const ascii = decoded.length === regionEnd - 1;
   const parts = decoded.split("\n");
+  if (ascii && !state.inSplitLine) return splitAscii(buf, parts, base, maxLine, state, out);
   let start = 0;
   for (let i = 0; i < parts.length; i++) {
     const text = parts[i];
@@ -87,6 +88,27 @@ function splitComplete(
     start = newline + 1;
   }
   return regionEnd;
+}
+
+// The common case, kept lean: ASCII (a character is a byte), not inside a split line.
+function splitAscii(
+  buf: Buffer,
+  parts: string[],
+  base: number,
+  maxLine: number,
+  state: SplitState,
+  out: Line[],
+): number {
+  let start = 0;
+  for (let i = 0; i < parts.length; i++) {
+    const text = parts[i];
+    const newline = start + text.length;
+    if (text.length > maxLine)
+      emitPieces(buf, start, newline, base, maxLine, state, out, true, true);
+    else out.push({ text, offset: base + newline + 1, flags: 0 });
+    start = newline + 1;
+  }
+  return start;
 }
 
 // The slow path for a region holding invalid UTF-8: each line is checked and decoded alone,
