@@ -300,7 +300,7 @@ export class Exporter {
       if (out.name === "push") {
         this.pushTimestampsWarning(used);
         // An empty directory only deletes the group's metrics if something was pushed before.
-        if (files.length > 0 || this.pushes > 0) {
+        if (used.length > 0 || this.pushes > 0) {
           this.pusher?.update(renderText(merged.families, { timestamps: false }));
         }
       } else {

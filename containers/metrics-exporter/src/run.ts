@@ -3,6 +3,7 @@
  * drains it, and reports.
  */
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { ConfigError, type ConfigOf, loadDocument, type Problem } from "@buildpod/config";
 import { defineCommand, type RunContext } from "@buildpod/runtime";
 import { options, type PushFile, pushFileSchema } from "./config.ts";
@@ -12,6 +13,7 @@ import { Exporter, type ExporterOptions } from "./exporter.ts";
 import type { PushTarget } from "./pushgateway.ts";
 
 type Config = ConfigOf<typeof options>;
+type Env = RunContext<Config>["env"];
 
 export const runCommand = defineCommand({
   description: "push, serve and forward the metrics files the job writes",
@@ -33,8 +35,9 @@ export const runCommand = defineCommand({
 
 /** Builds the exporter's options; every configuration problem is reported at once. */
 export function exporterOptions(ctx: RunContext<Config>): ExporterOptions {
-  const { config, env } = ctx;
+  const { config } = ctx;
   const problems: Problem[] = [];
+  const env = jobEnv(ctx, problems);
   const opts: ExporterOptions = {
     root: config.root,
     incompleteGraceMs: config.incompleteGrace,
@@ -70,6 +73,37 @@ export function exporterOptions(ctx: RunContext<Config>): ExporterOptions {
   return opts;
 }
 
+/**
+ * The job's env: this container's env over `<lifecycle dir>/env/buildkite.json`, which
+ * agent-injector writes before the sidecars start (a sidecar's own env may lack BUILDKITE_*).
+ */
+function jobEnv(ctx: RunContext<Config>, problems: Problem[]): Env {
+  const path = join(ctx.common.lifecycleDir, "env", "buildkite.json");
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    return ctx.env;
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+      throw new Error("not an object");
+    const fromFile = Object.fromEntries(
+      Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === "string"),
+    );
+    return { ...fromFile, ...ctx.env };
+  } catch (err) {
+    problems.push({
+      key: "lifecycleDir",
+      source: { kind: "file", name: path },
+      expected: "a JSON object of strings (the job env written by agent-injector)",
+      received: (err as Error).message,
+    });
+    return ctx.env;
+  }
+}
+
 /** `HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces). */
 function parseListen(listen: string): { host: string; port: number } {
   const at = listen.lastIndexOf(":");
@@ -80,7 +114,7 @@ function parseListen(listen: string): { host: string; port: number } {
 function pushOptions(
   file: PushFile,
   config: Config,
-  env: RunContext<Config>["env"],
+  env: Env,
   problems: Problem[],
 ): ExporterOptions["push"] {
   const pg = file.pushgateway;
@@ -124,10 +158,7 @@ function pushOptions(
 }
 
 /** A grouping value from the job env: the first set variable, a fixed value, or empty. */
-function groupingValue(
-  from: PushFile["pushgateway"]["grouping"][string],
-  env: RunContext<Config>["env"],
-): string {
+function groupingValue(from: PushFile["pushgateway"]["grouping"][string], env: Env): string {
   if (typeof from === "object" && !Array.isArray(from)) return from.value;
   const names = Array.isArray(from) ? from : [from];
   for (const name of names) {
@@ -137,7 +168,7 @@ function groupingValue(
   return "";
 }
 
-function contextTags(specs: readonly string[], env: RunContext<Config>["env"]): string[] {
+function contextTags(specs: readonly string[], env: Env): string[] {
   const tags: string[] = [];
   for (const spec of specs) {
     const [tag, name] = spec.split("=") as [string, string];
