@@ -21,8 +21,8 @@ export type Target =
       kind: "local";
       /** Kept across runs: the log sinks file, earlier builds' artifacts. */
       stateDir: string;
-      /** Where the workload's CRI log files go (the kubelet's /var/log/pods). */
-      criLogDir: string;
+      /** The pod's CRI log folder (the kubelet's /var/log/pods/<ns>_<pod>_<uid>). */
+      podLogsDir: string;
       /** The `dir` store this run uploads to. */
       uploadStore: string;
       /** The `dir` store of the previous run, which this run downloads from. */
@@ -186,7 +186,7 @@ function agentInject(ctx: Context): ContainerModel | undefined {
     // No agent binary and no Buildkite here: the local run writes the job env only.
     env.AGENT_INJECTOR_INSTALL_AGENT = "false";
     if (agent.localTokenFile) env.AGENT_INJECTOR_TOKEN_FILE = agent.localTokenFile;
-    else env.AGENT_INJECTOR_VERIFY_TOKEN = "false";
+    if (!agent.verifyLocally) env.AGENT_INJECTOR_VERIFY_TOKEN = "false";
   } else {
     addVolume(ctx, {
       name: "job-token",
@@ -282,7 +282,7 @@ function logExporter(ctx: Context): ContainerModel | undefined {
   if (localRun) {
     env.LOG_EXPORTER_SINKS = logs.localSinksFile ?? `${localRun.stateDir}/log-sinks.yaml`;
     // No API server here: the workload's output comes from the CRI files the run writes.
-    if (logs.stdout) env.LOG_EXPORTER_CRI_LOG_DIR = localRun.criLogDir;
+    if (logs.stdout) env.LOG_EXPORTER_CRI_LOG_DIR = `${localRun.podLogsDir}/workload`;
   } else {
     addVolume(ctx, {
       name: "log-sinks",

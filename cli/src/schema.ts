@@ -102,8 +102,10 @@ const agent = z.strictObject({
   inject: z.boolean().default(true),
   /** The Secret holding the job token (key `token`). */
   tokenSecret: z.string().regex(DNS_LABEL).default("buildkite-job-token"),
-  /** For the local run: a file holding the token; absent, no token is verified. */
+  /** For the local run: a file holding the job token. */
   localTokenFile: z.string().optional(),
+  /** For the local run: verify the token against the agent API (needs a real one). */
+  verifyLocally: z.boolean().default(true),
   /** Run buildkite-agent beside the workload with these arguments. */
   run: z.strictObject({ args: z.array(z.string()).min(1) }).optional(),
 });

@@ -225,7 +225,7 @@ describe("render cross-check", () => {
     const pod = buildPod(description("native"), {
       kind: "local",
       stateDir: "/state",
-      criLogDir: "/run/pod-logs",
+      podLogsDir: "/run/pod-logs/ci_selftest_1",
       uploadStore: "/state/builds/b2/artifacts",
       downloadStore: "/state/builds/b1/artifacts",
     });
@@ -236,7 +236,7 @@ describe("render cross-check", () => {
     const uploader = pod.sidecars.find((c) => c.name === "artifact-uploader");
     expect(uploader?.env.ARTIFACT_UPLOADER_STORE).toBe("dir:/state/builds/b2/artifacts");
     expect(pod.sidecars.find((c) => c.name === "log-exporter")?.env.LOG_EXPORTER_CRI_LOG_DIR).toBe(
-      "/run/pod-logs",
+      "/run/pod-logs/ci_selftest_1/workload",
     );
   });
 });

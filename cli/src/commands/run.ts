@@ -64,9 +64,11 @@ export const run = defineCommand({
     );
     const builds = path.join(stateDir, "builds");
     const lastBuildFile = path.join(stateDir, "last-build");
-    const previousBuild = existsSync(lastBuildFile)
-      ? readFileSync(lastBuildFile, "utf8").trim()
-      : undefined;
+    // The previous build counts only if it uploaded something: a run that failed before its
+    // workload left no artifacts to download.
+    const lastBuild = existsSync(lastBuildFile) ? readFileSync(lastBuildFile, "utf8").trim() : "";
+    const previousBuild =
+      lastBuild && existsSync(path.join(builds, lastBuild, "artifacts")) ? lastBuild : undefined;
     mkdirSync(path.join(runDir, "logs"), { recursive: true });
 
     const notes: string[] = [];
@@ -111,12 +113,30 @@ export const run = defineCommand({
       }
     }
 
+    // A made-up job token stands in for the pod's token Secret: nothing here checks it.
+    if (description.spec.agent && !description.spec.agent.localTokenFile) {
+      const tokenFile = path.join(runDir, "config", "job-token");
+      mkdirSync(path.dirname(tokenFile), { recursive: true });
+      writeFileSync(tokenFile, `local-${randomUUID()}\n`, { mode: 0o600 });
+      description.spec.agent.localTokenFile = tokenFile;
+      description.spec.agent.verifyLocally = false;
+    }
+
+    const podUid = randomUUID();
+    const podLogsDir = path.join(
+      runDir,
+      "pod-logs",
+      `${description.metadata.namespace}_${description.metadata.name}_${podUid}`,
+    );
+    const downloadStore = path.join(builds, previousBuild ?? "none", "artifacts");
+    mkdirSync(downloadStore, { recursive: true });
+
     const pod = buildPod(description, {
       kind: "local",
       stateDir,
-      criLogDir: path.join(runDir, "pod-logs"),
+      podLogsDir,
       uploadStore: path.join(builds, buildId, "artifacts"),
-      downloadStore: path.join(builds, previousBuild ?? "none", "artifacts"),
+      downloadStore,
     });
     checkBundles(pod.initContainers.concat(pod.sidecars), config.bundles);
 
@@ -124,6 +144,7 @@ export const run = defineCommand({
     let scraped: string | undefined;
     const report = await runLocally(pod, {
       runDir,
+      podLogsDir,
       bundleOf: (program) => bundlePath(config.bundles, program),
       progress: say,
       beforeStop: async (context) => {
@@ -143,9 +164,12 @@ export const run = defineCommand({
     const ok = report.ok && checks.every((c) => c.ok || c.skipped);
     logger.info({ run_dir: runDir, ok }, "local run finished");
     if (report.failure) {
-      throw new BuildpodError("BUILDPOD_INIT_FAILED", report.failure, {
-        hint: `see ${path.join(runDir, "logs")} for every container's log`,
-      });
+      const failed = report.containers.at(-1);
+      throw new BuildpodError(
+        "BUILDPOD_INIT_FAILED",
+        `init container ${failed?.name} failed with exit code ${failed?.exitCode}`,
+        { hint: `its log: ${path.join(runDir, "logs", `${failed?.name}.log`)}` },
+      );
     }
     return {
       exitCode: ok ? ExitCode.OK : ExitCode.FAILED,
@@ -215,18 +239,32 @@ function prepareLocalSinks(description: BuildEnvironment, runDir: string, sinkFi
   logs.localSinksFile = file;
 }
 
+/**
+ * Scrapes the metrics endpoint the way Prometheus would, once the workload's metrics should be
+ * visible (the exporter promises a changed file within a second): retried until they are, for
+ * up to five seconds. What the run checks is the last answer.
+ */
 async function scrapeOnce(description: BuildEnvironment, context: LocalPodContext) {
   const port = description.spec.metrics?.prometheus?.port;
   const local = port ? context.ports.get(port) : undefined;
-  if (!local) return undefined;
-  try {
-    const res = await fetch(`http://127.0.0.1:${local}/metrics`, {
-      signal: AbortSignal.timeout(5_000),
-    });
-    return res.ok ? await res.text() : undefined;
-  } catch {
-    return undefined;
-  }
+  const metricsDir = context.volumes.get("metrics");
+  if (!local || !metricsDir) return undefined;
+  const expected = metricNamesBelow(path.join(metricsDir, "prometheus"));
+  let body: string | undefined;
+  const until = Date.now() + 5_000;
+  do {
+    try {
+      const res = await fetch(`http://127.0.0.1:${local}/metrics`, {
+        signal: AbortSignal.timeout(5_000),
+      });
+      body = res.ok ? await res.text() : undefined;
+    } catch {
+      body = undefined;
+    }
+    if (body && expected.every((name) => body?.includes(`\n${name}`))) return body;
+    await new Promise((r) => setTimeout(r, 200));
+  } while (Date.now() < until);
+  return body;
 }
 
 async function endToEndChecks(

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
@@ -6,8 +5,10 @@ import type { ContainerModel, PodModel } from "../pod.ts";
 import { exitsWithin, type LocalProcess, startProcess } from "./processes.ts";
 
 export interface LocalRunOptions {
-  /** A fresh folder for this run: volumes, container logs, the pod's CRI log files. */
+  /** A fresh folder for this run: volumes, container logs. */
   runDir: string;
+  /** This pod's folder of CRI log files, as the kubelet's /var/log/pods/<ns>_<pod>_<uid>. */
+  podLogsDir: string;
   /** The bundle of a buildpod program, e.g. `containers/log-exporter/dist/log-exporter.mjs`. */
   bundleOf(program: string): string;
   /** Progress for the person watching; one line at a time. */
@@ -58,7 +59,7 @@ export interface LocalRunReport {
  */
 export async function runLocally(pod: PodModel, options: LocalRunOptions): Promise<LocalRunReport> {
   const started = Date.now();
-  const context = await prepare(pod, options.runDir);
+  const context = await prepare(pod, options.runDir, options.podLogsDir);
   const results: ContainerResult[] = [];
   const say = options.progress;
 
@@ -68,20 +69,10 @@ export async function runLocally(pod: PodModel, options: LocalRunOptions): Promi
     const code = await proc.exited;
     results.push(result(proc, "init", code, context));
     if (code !== 0) {
-      const tail = proc
-        .lastLines()
-        .map((l) => `    ${l}`)
-        .join("\n");
-      const failure = `init container ${container.name} failed with exit code ${code}; its last lines:\n${tail}`;
-      say(failure);
-      return {
-        ok: false,
-        failure,
-        wallMs: Date.now() - started,
-        initMs: Date.now() - started,
-        containers: results,
-        context,
-      };
+      const tail = proc.lastLines().map((l) => `    ${readable(l)}`);
+      const failure = `init container ${container.name} failed with exit code ${code}; its last lines:\n${tail.join("\n")}`;
+      const wallMs = Date.now() - started;
+      return { ok: false, failure, wallMs, initMs: wallMs, containers: results, context };
     }
     say(`init ${container.name}: done in ${Date.now() - proc.startedAt} ms`);
   }
@@ -118,6 +109,25 @@ export async function runLocally(pod: PodModel, options: LocalRunOptions): Promi
     (r) => r.exitCode === 0 || (r.role === "workload" && r.exitCode !== undefined),
   );
   return { ok, wallMs: Date.now() - started, initMs, containers: results, context };
+}
+
+/** A JSON log line as `level: message (error)`; other lines as they are. */
+export function readable(line: string): string {
+  if (!line.startsWith("{")) return line;
+  try {
+    const entry = JSON.parse(line) as {
+      level?: string;
+      msg?: string;
+      err?: { message?: string };
+      hint?: string;
+    };
+    const err =
+      entry.err?.message && entry.err.message !== entry.msg ? ` (${entry.err.message})` : "";
+    const hint = entry.hint ? `; ${entry.hint}` : "";
+    return `${entry.level ?? "log"}: ${entry.msg ?? ""}${err}${hint}`;
+  } catch {
+    return line;
+  }
 }
 
 async function settled(proc: LocalProcess): Promise<number | undefined> {
@@ -217,7 +227,7 @@ function mapPort(value: string, context: LocalPodContext): string {
   return match && local ? `${match[1]}${local}` : value;
 }
 
-async function prepare(pod: PodModel, runDir: string): Promise<LocalPodContext> {
+async function prepare(pod: PodModel, runDir: string, podLogs: string): Promise<LocalPodContext> {
   for (const dir of ["logs", "tmp", "volumes"])
     mkdirSync(path.join(runDir, dir), { recursive: true });
   const volumes = new Map<string, string>();
@@ -237,8 +247,11 @@ async function prepare(pod: PodModel, runDir: string): Promise<LocalPodContext> 
       if (port && !ports.has(port)) ports.set(port, await freePort());
     }
   }
-  // /var/log/pods/<namespace>_<pod>_<uid>/<container>/0.log, as the kubelet lays it out.
-  const podLogs = path.join(runDir, "pod-logs", `${pod.namespace}_${pod.name}_${randomUUID()}`);
+  // <pod logs>/<container>/0.log, as the kubelet lays out /var/log/pods/<ns>_<pod>_<uid>;
+  // every container's folder exists from the start, so a reader can watch it before it runs.
+  for (const c of [...pod.initContainers, ...pod.sidecars, pod.workload]) {
+    mkdirSync(path.join(podLogs, c.name), { recursive: true });
+  }
   const criLogOf = (container: string) => {
     mkdirSync(path.join(podLogs, container), { recursive: true });
     return path.join(podLogs, container, "0.log");
