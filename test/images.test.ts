@@ -14,8 +14,10 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parse } from "@cdktf/hcl2json";
+import { Pod } from "kubernetes-models/v1/Pod";
 import picomatch from "picomatch";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
 import { findBundles } from "../scripts/build.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -380,6 +382,31 @@ describe("the agent-injector image", () => {
       file.stages.find((s) => s.name === "agent-injector") as Stage,
     ).find((c) => c.from === "buildkite-agent");
     expect(agentCopy?.dest).toBe("/opt/buildkite-agent/");
+  });
+});
+
+describe("the pod in docs/images.md", () => {
+  const docs = readFileSync(path.join(ROOT, "docs", "images.md"), "utf8");
+  const block = /```yaml\n([\s\S]*?)```/.exec(docs)?.[1] ?? "";
+  const pod = parseYaml(block) as Json;
+
+  it("is a valid Pod", () => {
+    expect(() => new Pod(pod).validate()).not.toThrow();
+  });
+
+  it("runs each buildpod image non-root on a read-only root with /tmp mounted", () => {
+    expect(pod.spec.securityContext.runAsNonRoot).toBe(true);
+    const ours = [...pod.spec.initContainers, ...pod.spec.containers].filter((c: Json) =>
+      c.image.startsWith(`${variables.REGISTRY}/`),
+    );
+    expect(ours.length).toBeGreaterThan(0);
+    for (const container of ours) {
+      const name = /\/([a-z-]+):/.exec(container.image)?.[1];
+      expect(CONTAINERS, container.image).toContain(name);
+      expect(container.command, `${name} must keep the image's entrypoint`).toBeUndefined();
+      expect(container.securityContext.readOnlyRootFilesystem).toBe(true);
+      expect(container.volumeMounts.map((m: Json) => m.mountPath)).toContain("/tmp");
+    }
   });
 });
 
