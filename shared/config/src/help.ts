@@ -61,12 +61,23 @@ export function renderOptions(options: Options, envPrefix: string): string {
 /** A Markdown table of the options, for the docs pages (generated, never hand-written). */
 export function optionsMarkdown(options: Options, envPrefix: string): string {
   const cell = (s: string) => s.replaceAll("|", "\\|");
-  const lines = ["| flag | env | config key | default | description |", "|---|---|---|---|---|"];
-  for (const row of optionRows(options, envPrefix)) {
-    const def = row.required ? "" : (row.default ?? "");
-    lines.push(
-      `| \`${cell(row.flag)}\` | ${row.env.map((e) => `\`${e}\``).join(", ")} | ${row.fileKey ? `\`${row.fileKey}\`` : ""} | ${row.required ? "required" : cell(def ? `\`${def}\`` : "")} | ${cell(row.description)} |`,
-    );
-  }
-  return lines.join("\n");
+  const code = (s: string) => `\`${cell(s)}\``;
+  const rows = optionRows(options, envPrefix).map((row) => [
+    code(row.flag),
+    row.env.map(code).join(", "),
+    row.fileKey ? code(row.fileKey) : "",
+    row.required ? "required" : row.default !== undefined ? code(row.default) : "",
+    cell(row.description),
+  ]);
+  return alignedTable(["flag", "env", "config key", "default", "description"], rows);
+}
+
+/** A Markdown table with padded columns, as Markdown formatters leave them. */
+function alignedTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) =>
+    Math.max(h.length, 3, ...rows.map((r) => (r[i] ?? "").length)),
+  );
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }

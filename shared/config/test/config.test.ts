@@ -233,10 +233,36 @@ describe("values", () => {
 
   it("renders a Markdown options table with env vars and defaults", () => {
     const table = optionsMarkdown(options, "T");
-    expect(table).toContain(
-      "| `--repo VALUE` | `T_REPO`, `BUILDKITE_REPO` | `repo` | required | repository URL |",
-    );
-    expect(table).toContain("| `--token-file FILE` | `T_TOKEN_FILE`, `API_TOKEN` | `tokenFile` |");
-    expect(table).toContain("`--depth N` | `T_DEPTH` | `depth` | `50` |");
+    const rows = table.split("\n").map((line) => line.split("|").map((cell) => cell.trim()));
+    expect(rows[0]).toEqual(["", "flag", "env", "config key", "default", "description", ""]);
+    expect(rows).toContainEqual([
+      "",
+      "`--repo VALUE`",
+      "`T_REPO`, `BUILDKITE_REPO`",
+      "`repo`",
+      "required",
+      "repository URL",
+      "",
+    ]);
+    expect(rows).toContainEqual([
+      "",
+      "`--token-file FILE`",
+      "`T_TOKEN_FILE`, `API_TOKEN`",
+      "`tokenFile`",
+      "",
+      "API token",
+      "",
+    ]);
+    expect(rows).toContainEqual([
+      "",
+      "`--depth N`",
+      "`T_DEPTH`",
+      "`depth`",
+      "`50`",
+      "history depth",
+      "",
+    ]);
+    // Columns are padded, as Markdown formatters leave them, so a formatter changes nothing.
+    expect(new Set(table.split("\n").map((line) => line.length)).size).toBe(1);
   });
 });
