@@ -1,4 +1,6 @@
-import { rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { createServer as createHttpsServer } from "node:https";
 import { createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { groupPath, PushClient, Pusher } from "@buildpod/metrics-exporter";
@@ -121,6 +123,85 @@ describe("PushClient and Pusher against the real Pushgateway", () => {
       await pusher.close();
       for (const s of sockets) s.destroy();
       await new Promise((r) => silent.close(r));
+    }
+  });
+});
+
+describe("TLS with the configured CA, and basic auth", () => {
+  it("trusts only the given CA and sends the credentials", async () => {
+    const dir = await tempDir("tls");
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+      ],
+      { stdio: "ignore" },
+    );
+    const cert = await readFile(join(dir, "cert.pem"), "utf8");
+    const seen: { method?: string; url?: string; auth?: string; type?: string; body: string }[] =
+      [];
+    const server = createHttpsServer(
+      { key: await readFile(join(dir, "key.pem")), cert },
+      (req, res) => {
+        let body = "";
+        req.on("data", (d: Buffer) => {
+          body += d.toString();
+        });
+        req.on("end", () => {
+          seen.push({
+            method: req.method,
+            url: req.url,
+            auth: req.headers.authorization,
+            type: req.headers["content-type"],
+            body,
+          });
+          res.writeHead(200).end();
+        });
+      },
+    );
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const url = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const target = {
+      url,
+      job: "tls",
+      grouping: [],
+      timeoutMs: 5000,
+      basicAuth: { username: "ci", password: "pa:ss" },
+    };
+    const trusted = new PushClient({ ...target, ca: cert });
+    const untrusted = new PushClient(target);
+    try {
+      expect(await trusted.put("x 1\n")).toEqual({ ok: true, status: 200 });
+      expect(seen[0]).toEqual({
+        method: "PUT",
+        url: "/metrics/job/tls",
+        auth: `Basic ${Buffer.from("ci:pa:ss").toString("base64")}`,
+        type: "text/plain; version=0.0.4; charset=utf-8",
+        body: "x 1\n",
+      });
+      const refused = await untrusted.put("x 1\n");
+      expect(refused.ok).toBe(false);
+      expect(refused.ok ? "" : refused.reason).toMatch(/certificate/i);
+    } finally {
+      await trusted.close();
+      await untrusted.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
