@@ -28,7 +28,7 @@ export async function prepare(
   const opened = await openInsideRoot(root, file.path);
   const { handle } = opened;
   try {
-    const digest = await digestHandle(handle);
+    const digest = await digestHandle(handle, opened.info.size);
     const source: UploadSource = {
       path: file.path,
       absolutePath: file.absolutePath,

@@ -25,9 +25,26 @@ export async function digestStream(stream: Readable): Promise<Digest> {
   return { size, sha1: sha1.digest("hex"), sha256: sha256.digest("hex") };
 }
 
-/** Hashes an open file from its start, through positional reads on its handle. */
-export function digestHandle(handle: FileHandle): Promise<Digest> {
-  return digestStream(readRange(handle, 0, Number.POSITIVE_INFINITY));
+/**
+ * Hashes an open file from its start through positional reads into one reused buffer, sized
+ * to the expected size (`sizeHint`, from fstat) so that small files cost one small read. A
+ * short read is taken as the end of the file: callers hash files that are complete.
+ */
+export async function digestHandle(handle: FileHandle, sizeHint = READ_CHUNK): Promise<Digest> {
+  const sha1 = createHash("sha1");
+  const sha256 = createHash("sha256");
+  const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(sizeHint + 1, 16 * 1024)));
+  let size = 0;
+  for (;;) {
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, size);
+    if (bytesRead === 0) break;
+    const chunk = buffer.subarray(0, bytesRead);
+    sha1.update(chunk);
+    sha256.update(chunk);
+    size += bytesRead;
+    if (bytesRead < buffer.length) break;
+  }
+  return { size, sha1: sha1.digest("hex"), sha256: sha256.digest("hex") };
 }
 
 /**
