@@ -10,7 +10,7 @@ describe("fake datadog intake", () => {
   });
   afterAll(() => dd.close());
 
-  const post = (body: Buffer | string, headers: Record<string, string> = {}) =>
+  const post = (body: Uint8Array | string, headers: Record<string, string> = {}) =>
     fetch(dd.url, {
       method: "POST",
       body,
