@@ -5,103 +5,22 @@ import {
   type Checkpoint,
   CheckpointStore,
   FINGERPRINT_BYTES,
-  type Fingerprint,
   fingerprintOf,
 } from "./checkpoints.ts";
 import { errorCode } from "./safety.ts";
-import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LINE_BYTES, TailReader } from "./tail-reader.ts";
-import { TreeWatcher, type TreeWatcherOptions } from "./tree-watcher.ts";
+import { TailReader } from "./tail-reader.ts";
+import { type Issued, matchesHead, type Tailed, tailedFile } from "./tailed-file.ts";
+import {
+  settingsOf,
+  type TailerEvents,
+  type TailerOptions,
+  type TailerSettings,
+  type TailerStats,
+} from "./tailer-options.ts";
+import { TreeWatcher } from "./tree-watcher.ts";
 import type { FileInfo, LineBatch, TailFileEvent, VolumeWatchWarning } from "./types.ts";
 
-/** Options of `Tailer`. */
-export interface TailerOptions extends TreeWatcherOptions {
-  /**
-   * The JSON checkpoint file (put it outside the root, or exclude it). Without one, offsets
-   * live in memory only and every start reads from `startAt`.
-   */
-  checkpointFile?: string;
-  /**
-   * Byte budget of lines handed out but not yet acknowledged. While it is reached, reading
-   * pauses (`next()` waits for `ack`). Soft: one read may pass it by at most `chunkSize` plus
-   * `maxLineBytes`. Partial lines held back add at most `maxLineBytes` per open file.
-   * Default 16 MiB.
-   */
-  maxBufferedBytes?: number;
-  /** Bytes read per turn from one file. Default 1 MiB. */
-  chunkSize?: number;
-  /** Longest line delivered in one piece; longer ones are split. Default 256 KiB. */
-  maxLineBytes?: number;
-  /**
-   * Where to start a file found by the first scan that has no checkpoint. Files appearing
-   * later are always read from their beginning. Default "beginning".
-   */
-  startAt?: "beginning" | "end";
-  /** Milliseconds between checks of open files for growth, rotation, deletion. Default 1 000. */
-  pollIntervalMs?: number;
-  /** Milliseconds between checkpoint writes (only when something changed). Default 1 000. */
-  checkpointIntervalMs?: number;
-  /**
-   * After a rotation, how long the old file stays open for late writes once read to its end.
-   * Default 5 000. At the drain it is read to its end and closed at once.
-   */
-  rotateWaitMs?: number;
-}
-
-/** Counters and gauges of a `Tailer`, for logs and metrics. */
-export interface TailerStats {
-  /** Bytes handed out and not yet acknowledged, plus partial lines held back. */
-  bufferedBytes: number;
-  /** Bytes handed out and not yet acknowledged: what `maxBufferedBytes` caps. */
-  unackedBytes: number;
-  /** True while reading is paused because `unackedBytes` reached `maxBufferedBytes`. */
-  paused: boolean;
-  /** Number of files open for tailing. */
-  files: number;
-  /** Totals since start. */
-  bytesRead: number;
-  linesRead: number;
-}
-
-/** Events of a `Tailer`. */
-export interface TailerEvents {
-  /** Opened, truncated, rotated, deleted, closed. */
-  file: [event: TailFileEvent];
-  /** Skipped files, corrupt checkpoint, watcher errors, checkpoint write failures. */
-  warning: [warning: VolumeWatchWarning];
-}
-
-/** One open file. */
-interface Tailed {
-  reader: TailReader;
-  path: string;
-  absolutePath: string;
-  id: string;
-  dev: string;
-  ino: string;
-  track: AckTrack;
-  fingerprint: Fingerprint;
-  /** A read may find new bytes (set by events and polls, cleared at end of file). */
-  hasData: boolean;
-  /** When the file stopped being reachable at its path (deleted, rotated away). */
-  detachedAt?: number;
-  /** The file this one replaced at its path: read that to its end first. */
-  predecessor?: Tailed;
-  reachedEnd: boolean;
-  closed: boolean;
-}
-
-interface Issued {
-  file: Tailed;
-  track: AckTrack;
-  entry: ReturnType<AckTrack["add"]>;
-}
-
-const DEFAULTS = {
-  maxBufferedBytes: 16 * 1024 * 1024,
-  pollIntervalMs: 1_000,
-  checkpointIntervalMs: 1_000,
-  rotateWaitMs: 5_000,
-};
+export type { TailerEvents, TailerOptions, TailerStats } from "./tailer-options.ts";
 
 /**
  * Tails every file of a tree as lines, with checkpoints committed only on acknowledgement and
@@ -123,7 +42,7 @@ const DEFAULTS = {
  */
 export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<LineBatch> {
   private readonly options: TailerOptions;
-  private readonly settings: typeof DEFAULTS & { chunkSize: number; maxLineBytes: number };
+  private readonly settings: TailerSettings;
   private readonly tree: TreeWatcher;
   private readonly store?: CheckpointStore;
   private readonly scratch: Buffer;
@@ -154,18 +73,7 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
   constructor(options: TailerOptions) {
     super();
     this.options = options;
-    this.settings = {
-      maxBufferedBytes: positive(options, "maxBufferedBytes", DEFAULTS.maxBufferedBytes),
-      pollIntervalMs: positive(options, "pollIntervalMs", DEFAULTS.pollIntervalMs),
-      checkpointIntervalMs: positive(
-        options,
-        "checkpointIntervalMs",
-        DEFAULTS.checkpointIntervalMs,
-      ),
-      rotateWaitMs: positive(options, "rotateWaitMs", DEFAULTS.rotateWaitMs, true),
-      chunkSize: positive(options, "chunkSize", DEFAULT_CHUNK_SIZE),
-      maxLineBytes: positive(options, "maxLineBytes", DEFAULT_MAX_LINE_BYTES),
-    };
+    this.settings = settingsOf(options);
     // One read buffer for all files: reads happen one at a time, so memory does not grow with
     // the number of files tailed.
     this.scratch = Buffer.allocUnsafe(this.settings.chunkSize + this.settings.maxLineBytes);
@@ -477,7 +385,6 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
       }
       return undefined;
     }
-    const [dev, ino] = reader.fileId.split(":");
     let head: Buffer;
     let start: { offset: number; restored: boolean };
     try {
@@ -485,37 +392,20 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
       start = await this.startOffset(info, reader, head);
     } catch (err) {
       await reader.close();
-      this.warn(
-        "unreadable",
-        `could not read the start of ${info.path}: ${String(err)}`,
-        info.path,
-        err,
-      );
+      const message = `could not read the start of ${info.path}: ${String(err)}`;
+      this.warn("unreadable", message, info.path, err);
       return undefined;
     }
     const { offset, restored } = start;
     reader.seek(offset);
-    const file: Tailed = {
-      reader,
-      path: info.path,
-      absolutePath: info.absolutePath,
-      id: reader.fileId,
-      dev,
-      ino,
-      track: new AckTrack(offset),
-      fingerprint: fingerprintOf(head),
-      hasData: true,
-      reachedEnd: false,
-      closed: false,
-    };
+    const file = tailedFile(reader, info, offset, head);
     this.files.set(file.id, file);
     this.dirty = true;
     this.emit("file", { type: "opened", path: file.path, fileId: file.id, offset, restored });
     return file;
   }
 
-  // A checkpoint counts only when dev+inode and the leading bytes match: an inode reused by a
-  // new file must not make us skip that file's beginning.
+  // Where a file starts: its checkpoint if that matches, else its start (or end, see startAt).
   private async startOffset(
     info: FileInfo,
     reader: TailReader,
@@ -523,11 +413,8 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
   ): Promise<{ offset: number; restored: boolean }> {
     const saved = this.restored.get(reader.fileId);
     this.restored.delete(reader.fileId);
+    if (saved && matchesHead(saved, head)) return { offset: saved.offset, restored: true };
     if (saved) {
-      const sameHead =
-        head.length >= saved.fingerprint.bytes &&
-        fingerprintOf(head.subarray(0, saved.fingerprint.bytes)).hash === saved.fingerprint.hash;
-      if (sameHead) return { offset: saved.offset, restored: true };
       this.warn(
         "checkpoint-mismatch",
         `checkpoint of ${saved.path} matches the inode of ${info.path} but not its first bytes: the inode was reused or the file rewritten; reading ${info.path} from its start`,
@@ -657,23 +544,4 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
   ): void {
     this.emit("warning", { code, message, path, cause });
   }
-}
-
-function positive(
-  options: TailerOptions,
-  key:
-    | "maxBufferedBytes"
-    | "pollIntervalMs"
-    | "checkpointIntervalMs"
-    | "rotateWaitMs"
-    | "chunkSize"
-    | "maxLineBytes",
-  fallback: number,
-  zeroAllowed = false,
-): number {
-  const value = options[key] ?? fallback;
-  if (!Number.isFinite(value) || value < 0 || (value === 0 && !zeroAllowed)) {
-    throw new RangeError(`invalid ${key} ${value}: expected a positive number`);
-  }
-  return value;
 }
