@@ -9,7 +9,7 @@ import { duration, type Options, option, z } from "@buildpod/config";
 export const options = {
   query: option({
     schema: z.array(z.string().min(1)).default([]),
-    description: "glob of artifact paths to download; repeat for more",
+    description: "glob of artifact paths to download",
     repeatable: true,
     metavar: "GLOB",
   }),

@@ -32,13 +32,13 @@ export const options = {
   }),
   include: option({
     schema: z.array(z.string().min(1)).default(["**"]),
-    description: "glob (relative to the root) a file must match to be uploaded; repeatable",
+    description: "glob (relative to the root) a file must match to be uploaded",
     repeatable: true,
     metavar: "GLOB",
   }),
   exclude: option({
     schema: z.array(z.string().min(1)).default(DEFAULT_EXCLUDES),
-    description: "glob of files never uploaded; repeatable; default editor, temp and partial files",
+    description: "glob of files never uploaded; default editor, temp and partial files",
     repeatable: true,
     metavar: "GLOB",
   }),
