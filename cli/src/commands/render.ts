@@ -3,22 +3,14 @@ import path from "node:path";
 import { option, z } from "@buildpod/config";
 import { BuildpodError, defineCommand, ExitCode } from "@buildpod/runtime";
 import { loadDescription } from "../description.ts";
+import { descriptionOptions } from "../options.ts";
 import { renderObjects, repoCacheObjects, toYaml } from "../render.ts";
 
 export const render = defineCommand({
   description: "print the Kubernetes Pod and companion objects of a BuildEnvironment",
   kind: "tool",
   options: {
-    file: option({
-      schema: z.string().min(1),
-      description: "the BuildEnvironment description (YAML)",
-      metavar: "FILE",
-    }),
-    sidecarMode: option({
-      schema: z.enum(["native", "classic"]).optional(),
-      description: "override the description's sidecar mode",
-      metavar: "MODE",
-    }),
+    ...descriptionOptions,
     withCache: option({
       schema: z.boolean().default(false),
       description:

@@ -18,6 +18,7 @@ import {
 import { startPushgateway } from "../local/pushgateway.ts";
 import { formatReport } from "../local/report.ts";
 import { type LocalPodContext, runLocally } from "../local/run.ts";
+import { descriptionOptions } from "../options.ts";
 import type { BuildEnvironment } from "../schema.ts";
 
 const REPO_ROOT = path.resolve(import.meta.dirname, "../../..");
@@ -26,16 +27,7 @@ export const run = defineCommand({
   description: "run a BuildEnvironment as a pod on this machine, every container a local process",
   kind: "tool",
   options: {
-    file: option({
-      schema: z.string().min(1),
-      description: "the BuildEnvironment description (YAML)",
-      metavar: "FILE",
-    }),
-    sidecarMode: option({
-      schema: z.enum(["native", "classic"]).optional(),
-      description: "override the description's sidecar mode",
-      metavar: "MODE",
-    }),
+    ...descriptionOptions,
     stateDir: option({
       schema: z.string().default(".buildpod"),
       description: "folder kept across runs: the runs, each build's uploaded artifacts",

@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { stringify } from "yaml";
+import { freePort } from "./ports.ts";
 
 /** Where Debian's prometheus-pushgateway package puts the binary. */
 const BINARY = "/usr/bin/prometheus-pushgateway";
@@ -43,15 +43,4 @@ export async function startPushgateway(runDir: string): Promise<LocalPushgateway
       await new Promise((r) => child.once("exit", r));
     },
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }

@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import type { ContainerModel, PodModel } from "../pod.ts";
+import { freePort } from "./ports.ts";
 import { exitsWithin, type LocalProcess, startProcess } from "./processes.ts";
 
 export interface LocalRunOptions {
@@ -271,17 +271,6 @@ async function prepare(pod: PodModel, runDir: string, podLogs: string): Promise<
 
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Polls `/readyz` like the startup probe does: every 100 ms, up to 30 s. */
