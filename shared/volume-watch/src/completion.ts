@@ -62,6 +62,7 @@ export class CompletionWatcher extends EventEmitter<CompletionWatcherEvents> {
   private readonly checkMs: number;
   private readonly tree: TreeWatcher;
   private readonly tracked = new Map<string, Tracked>();
+  private readonly warned = new Set<string>();
   private realRoot = "";
   private timer?: NodeJS.Timeout;
   private closed = false;
@@ -81,7 +82,7 @@ export class CompletionWatcher extends EventEmitter<CompletionWatcherEvents> {
     this.tree.on("add", (f) => this.observe(f));
     this.tree.on("change", (f) => this.observe(f));
     this.tree.on("unlink", (f) => this.forget(f));
-    this.tree.on("warning", (w) => this.emit("warning", w));
+    this.tree.on("warning", (w) => this.warnOnce(w));
   }
 
   /** Starts watching; resolves after the initial scan (existing files start their quiet clock). */
@@ -105,7 +106,7 @@ export class CompletionWatcher extends EventEmitter<CompletionWatcherEvents> {
     const found = await walkAll({
       ...this.options,
       root: this.tree.root,
-      onWarning: (w) => this.emit("warning", w),
+      onWarning: (w) => this.warnOnce(w),
     });
     const result: FileInfo[] = [];
     for (const file of found) {
@@ -123,6 +124,14 @@ export class CompletionWatcher extends EventEmitter<CompletionWatcherEvents> {
     this.closed = true;
     clearTimeout(this.timer);
     await this.tree.close();
+  }
+
+  // The sweep walks past the same symlinks and FIFOs the watcher already warned about.
+  private warnOnce(warning: VolumeWatchWarning): void {
+    const key = `${warning.code}\0${warning.path ?? ""}`;
+    if (warning.path !== undefined && this.warned.has(key)) return;
+    this.warned.add(key);
+    this.emit("warning", warning);
   }
 
   private observe(info: FileInfo): void {

@@ -1,4 +1,5 @@
-import { appendFileSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { appendFileSync, mkdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { CompletionWatcher, type FileInfo } from "@buildpod/volume-watch";
 import { afterEach, describe, expect, it } from "vitest";
@@ -57,7 +58,11 @@ describe("CompletionWatcher", () => {
     mkdirSync(path.join(root, "out"));
     writeFileSync(path.join(root, "out", "done.bin"), "done");
     writeFileSync(path.join(root, "skip.tmp"), "tmp");
+    execFileSync("mkfifo", [path.join(root, "out", "pipe")]);
+    symlinkSync("/etc/hostname", path.join(root, "out", "escape"));
     const { watcher, complete } = start({ root, exclude: ["**/*.tmp"], quietPeriodMs: 300 });
+    const warnings: string[] = [];
+    watcher.on("warning", (w) => warnings.push(`${w.code} ${w.path}`));
     await watcher.start();
     await eventually(() => complete.length === 1);
 
@@ -67,5 +72,6 @@ describe("CompletionWatcher", () => {
     expect(swept.map((f) => f.path)).toEqual(["out/late.bin"]);
     expect(await watcher.finalSweep()).toEqual([]); // nothing twice
     expect(complete.map((c) => c.file.path)).toEqual(["out/done.bin"]);
+    expect(warnings.sort()).toEqual(["special-file out/pipe", "symlink-outside-root out/escape"]);
   });
 });
