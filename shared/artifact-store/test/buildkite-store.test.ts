@@ -113,6 +113,34 @@ describe("buildkite store against the fake agent API", () => {
     expect(bk.artifacts.find((a) => a.path === "late.txt")?.state).toBe("error");
   });
 
+  it("refuses files above the single-request limit when parts are not possible", async () => {
+    const noParts = new BuildkiteStore({
+      endpoint: bk.endpoint,
+      token: bk.token,
+      jobId: bk.jobId,
+      multipart: false,
+      singleUploadLimit: 3,
+    });
+    const [tooBig] = await noParts.uploadBatch([source("five.txt", "12345")]);
+    await noParts.close();
+    expect(tooBig?.ok).toBe(false);
+    if (tooBig?.ok === false) {
+      expect(tooBig.retryable).toBe(false);
+      expect(tooBig.error.message).toMatch(/5 bytes, above the single-request limit of 3 bytes/);
+    }
+    // Parts are on, but the server offers none for a file this small: still refused, clearly.
+    const offered = new BuildkiteStore({
+      endpoint: bk.endpoint,
+      token: bk.token,
+      jobId: bk.jobId,
+      singleUploadLimit: 3,
+    });
+    const [noOffer] = await offered.uploadBatch([source("five-b.txt", "12345")]);
+    await offered.close();
+    expect(noOffer?.ok === false && noOffer.error.message).toMatch(/offered no multipart upload/);
+    expect(bk.artifacts.find((a) => a.path === "five-b.txt")?.state).toBe("error");
+  });
+
   it("searches with sorted parameters and downloads through the redirect", async () => {
     await bk.seedArtifact({ path: "dist/app.js", content: "console.log(1)" });
     const found = await store.search({ query: "dist/*.js", buildId: bk.buildId, scope: "build" });
