@@ -1,13 +1,4 @@
-// A growable byte buffer that JSON documents are written into directly.
-//
-// Why by hand: JSON.stringify of one object per line caps a core at about 45 MiB/s (issue 5).
-// Writing the static parts of each document as precomputed bytes and quoting only the message
-// (with a fast path for the common case of nothing to escape) is what lets the exporter reach
-// its throughput goal.
-
-/** Characters RFC 8259 §7 requires to be escaped inside a string. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: these are exactly the ones to find
-const MUST_ESCAPE = /["\\\u0000-\u001f]/;
+// A growable byte buffer that request bodies are assembled in.
 
 /** A byte buffer that grows by doubling; `bytes()` returns a view of what was written. */
 export class ByteWriter {
@@ -47,18 +38,8 @@ export class ByteWriter {
     this.ascii(String(n));
   }
 
-  /**
-   * Appends a string escaped as the inside of a JSON string. Most log lines contain nothing to
-   * escape: one regular-expression test, then a native UTF-8 write. Otherwise V8's own string
-   * quoting (JSON.stringify of a lone string is fast; of an object per line it is not).
-   */
-  jsonString(s: string): void {
-    if (MUST_ESCAPE.test(s)) {
-      const quoted = JSON.stringify(s);
-      this.reserve(quoted.length * 3);
-      this.pos += this.buf.write(quoted.slice(1, -1), this.pos, "utf8");
-      return;
-    }
+  /** Appends a string as UTF-8. */
+  text(s: string): void {
     this.reserve(s.length * 3);
     this.pos += this.buf.write(s, this.pos, "utf8");
   }

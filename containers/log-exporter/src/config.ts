@@ -78,12 +78,12 @@ export const options = {
     metavar: "FILE",
   }),
   maxLineBytes: option({
-    schema: byteSize.prefault("8MiB"),
+    schema: byteSize.prefault("1MiB"),
     description: "longer lines are delivered in pieces of this size, flagged `split`",
     metavar: "SIZE",
   }),
   maxBufferedBytes: option({
-    schema: byteSize.prefault("24MiB"),
+    schema: byteSize.prefault("16MiB"),
     description: "bytes read but not yet delivered; reading pauses at this bound (memory cap)",
     metavar: "SIZE",
   }),

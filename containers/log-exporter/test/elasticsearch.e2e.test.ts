@@ -15,10 +15,9 @@ import {
   workspace,
 } from "./helpers.ts";
 
-let es: FakeElasticsearch | undefined;
+const fakes: FakeElasticsearch[] = [];
 afterEach(async () => {
-  await es?.close();
-  es = undefined;
+  for (const fake of fakes.splice(0)) await fake.close();
 });
 
 type Doc = { message: string; log: { offset: number; flags?: string[]; file: { path: string } } };
@@ -28,7 +27,8 @@ function docs(fake: FakeElasticsearch): Doc[] {
 }
 
 async function setup(opts: Parameters<typeof startFakeElasticsearch>[0] = {}) {
-  es = await startFakeElasticsearch(opts);
+  const es = await startFakeElasticsearch(opts);
+  fakes.push(es);
   const ws = workspace();
   const sinks = sinksFile(ws.dir, { type: "elasticsearch", nodes: [es.url], index: "logs" });
   return { es, ws, args: baseArgs(ws, sinks) };
@@ -140,7 +140,7 @@ describe("log-exporter with elasticsearch", () => {
     expect(run.summary()).toMatchObject({ delivered: 0, undelivered: 3 });
   });
 
-  it("delivers a 5 MB line whole and flags invalid UTF-8", async () => {
+  it("delivers a 5 MB line in flagged pieces (or whole) and flags invalid UTF-8", async () => {
     const { es, ws, args } = await setup();
     const big = "x".repeat(5 * 1024 * 1024);
     writeFileSync(join(ws.logs, "big.log"), `${big}\n`);
@@ -149,15 +149,29 @@ describe("log-exporter with elasticsearch", () => {
       Buffer.concat([Buffer.from("caf"), Buffer.from([0xc3, 0x28]), Buffer.from(" ok\n")]),
     );
     const run = startExporter(args);
-    await waitFor(() => es.documents("logs").size === 2, "both lines");
+    // The default --max-line-bytes is 1 MiB: five pieces, each flagged, nothing lost.
+    await waitFor(() => es.documents("logs").size === 6, "the pieces and the other line");
     finishWorkload(ws.lifecycle);
     expect(await run.exited).toBe(0);
 
-    const byPath = new Map(docs(es).map((d) => [d.log.file.path, d]));
-    expect(byPath.get(join(ws.logs, "big.log"))?.message).toHaveLength(big.length);
-    const bin = byPath.get(join(ws.logs, "bin.log"));
+    const pieces = docs(es)
+      .filter((d) => d.log.file.path === join(ws.logs, "big.log"))
+      .sort((a, b) => a.log.offset - b.log.offset);
+    expect(pieces).toHaveLength(5);
+    expect(pieces.every((p) => p.log.flags?.includes("split"))).toBe(true);
+    expect(pieces.map((p) => p.message).join("")).toBe(big);
+    const bin = docs(es).find((d) => d.log.file.path === join(ws.logs, "bin.log"));
     expect(bin?.message).toBe("caf\uFFFD( ok");
     expect(bin?.log.flags).toEqual(["replaced_bytes"]);
+
+    // With a larger limit the same line arrives whole.
+    const whole = await setup();
+    writeFileSync(join(whole.ws.logs, "big.log"), `${big}\n`);
+    const second = startExporter([...whole.args, "--max-line-bytes", "8MiB"]);
+    await waitFor(() => whole.es.documents("logs").size === 1, "the whole line");
+    finishWorkload(whole.ws.lifecycle);
+    expect(await second.exited).toBe(0);
+    expect(docs(whole.es)[0]?.message).toBe(big);
   });
 
   it("delivers both contents of a file truncated and rewritten between two reads", async () => {

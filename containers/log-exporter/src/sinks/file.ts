@@ -21,6 +21,7 @@ export class JsonLinesSink implements Sink {
   readonly #out: Writable;
   readonly #owned: boolean;
   readonly #encoder: DocumentEncoder;
+  readonly #writers: ByteWriter[] = [];
 
   constructor(kind: "file" | "stdout", out: Writable, owned: boolean, meta: RecordMeta) {
     this.kind = kind;
@@ -31,15 +32,23 @@ export class JsonLinesSink implements Sink {
 
   async send(records: readonly LogRecord[], signal: AbortSignal): Promise<SendResult> {
     signal.throwIfAborted();
-    const w = new ByteWriter(64 * 1024);
+    const w = this.#writers.pop() ?? new ByteWriter(256 * 1024);
+    w.reset();
+    let text = "";
     for (const record of records) {
-      this.#encoder.write(w, record);
-      w.ascii("\n");
+      text += `${this.#encoder.text(record)}\n`;
+      if (text.length > 256 * 1024) {
+        w.text(text);
+        text = "";
+      }
     }
+    w.text(text);
     // Wait for the write callback: that is when the bytes left our memory.
     await new Promise<void>((resolve, reject) => {
       this.#out.write(w.bytes(), (err) => (err ? reject(err) : resolve()));
     });
+    // The stream is done with the bytes once the write callback ran: reuse the buffer.
+    this.#writers.push(w);
     return { delivered: records.length, rejected: [] };
   }
 

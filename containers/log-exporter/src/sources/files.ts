@@ -9,13 +9,14 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
+  type Line,
   type LineBatch,
   Tailer,
   type TailerOptions,
   type VolumeWatchWarning,
 } from "@buildpod/volume-watch";
 import type { Envelope } from "../pipeline.ts";
-import { type Origin, originKey } from "../record.ts";
+import { type LogRecord, type Origin, originKey } from "../record.ts";
 import {
   Assembler,
   type MultilineOptions,
@@ -56,10 +57,14 @@ export class FileSource {
   readonly #origins = new Map<string, Origin>();
   readonly #assemblers = new Map<string, Assembler>();
   #draining = false;
+  /** No multiline joining and no CRI parsing: the fast path. */
+  readonly #plain: boolean;
+  readonly #assemblerFile = new WeakMap<Assembler, LineBatch>();
 
   constructor(options: FileSourceOptions) {
     this.options = options;
     this.#generationsFile = `${options.checkpointFile}.generations.json`;
+    this.#plain = options.multiline === undefined && options.cri !== true;
     const tailerOptions: TailerOptions = {
       root: options.root,
       checkpointFile: options.checkpointFile,
@@ -118,18 +123,45 @@ export class FileSource {
         continue;
       }
       if (batch === undefined) break;
-      this.#read(batch);
-      yield* this.#take();
+      if (this.#plain) yield this.#plainEnvelope(batch);
+      else {
+        this.#read(batch);
+        yield* this.#take();
+      }
     }
     // The drain: emit whatever is still held, then acknowledge it all.
     for (const a of this.#assemblers.values()) a.flush((s) => this.#originFor(a, s));
     yield* this.#take();
   }
 
-  #read(batch: LineBatch): void {
+  /** The fast path (no joining): one record per line, the whole batch acked at once. */
+  #plainEnvelope(batch: LineBatch): Envelope {
+    this.#noticeTruncation(batch);
+    const origin = this.#origin(batch, undefined);
+    const time = Date.now();
+    const lines = batch.lines;
+    const records: LogRecord[] = new Array(lines.length);
+    let start = batch.startOffset;
+    let bytes = 0;
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i] as Line;
+      const flags = line.flags === 0 ? 0 : recordFlags(line.flags);
+      records[i] = { origin, message: line.text, offset: start, time, flags };
+      bytes += line.text.length + 64;
+      start = line.offset;
+    }
+    const tailer = this.tailer;
+    return { records, bytes, commit: () => tailer.ack(batch) };
+  }
+
+  #noticeTruncation(batch: LineBatch): void {
     const last = this.#lastEnd.get(batch.fileId);
     if (last !== undefined && batch.startOffset < last) this.#bump(batch.fileId);
     this.#lastEnd.set(batch.fileId, batch.endOffset);
+  }
+
+  #read(batch: LineBatch): void {
+    this.#noticeTruncation(batch);
 
     const key = batch.fileId;
     let assembler = this.#assemblers.get(key);
@@ -139,10 +171,16 @@ export class FileSource {
       this.#assemblerFile.set(assembler, batch);
     }
     this.#assemblerFile.set(assembler, batch);
-    assembler.push(batch, this.#parse(batch), (s) => this.#originFor(assembler, s));
+    const origins = new Map<string, Origin>();
+    assembler.push(batch, this.#parse(batch), (stream) => {
+      let origin = origins.get(stream ?? "");
+      if (!origin) {
+        origin = this.#origin(batch, stream);
+        origins.set(stream ?? "", origin);
+      }
+      return origin;
+    });
   }
-
-  readonly #assemblerFile = new WeakMap<Assembler, LineBatch>();
 
   #parse(batch: LineBatch): ParsedLine[] {
     const now = Date.now();
@@ -204,7 +242,11 @@ export class FileSource {
   }
 
   #originFor(assembler: Assembler, stream?: "stdout" | "stderr"): Origin {
-    const batch = this.#assemblerFile.get(assembler) as LineBatch;
+    return this.#origin(this.#assemblerFile.get(assembler) as LineBatch, stream);
+  }
+
+  /** The origin of a batch's records (cached per file, generation, path and stream). */
+  #origin(batch: LineBatch, stream: "stdout" | "stderr" | undefined): Origin {
     const generation = this.#generations[batch.fileId] ?? 0;
     const path = join(this.options.root, batch.path);
     const cacheKey = `${batch.fileId}\u0000${generation}\u0000${path}\u0000${stream ?? ""}`;
