@@ -10,7 +10,7 @@ describe("fake datadog intake", () => {
   });
   afterAll(() => dd.close());
 
-  const post = (body: Uint8Array | string, headers: Record<string, string> = {}) =>
+  const post = (body: Uint8Array<ArrayBuffer> | string, headers: Record<string, string> = {}) =>
     fetch(dd.url, {
       method: "POST",
       body,
@@ -20,7 +20,8 @@ describe("fake datadog intake", () => {
 
   it("accepts a gzip payload with 202 and keeps its series", async () => {
     const payload = { series: [{ metric: "a.b", type: 3, points: [point], tags: ["k:v"] }] };
-    const res = await post(gzipSync(JSON.stringify(payload)), { "content-encoding": "gzip" });
+    const gz = new Uint8Array(gzipSync(JSON.stringify(payload)));
+    const res = await post(gz, { "content-encoding": "gzip" });
     expect(res.status).toBe(202);
     expect(await res.json()).toEqual({ errors: [] });
     expect(dd.series.at(-1)).toEqual(payload.series[0]);
