@@ -240,7 +240,10 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
   private async readFile(file: Tailed): Promise<LineBatch | undefined> {
     let batch: LineBatch | null;
     try {
-      batch = await file.reader.read();
+      // A read that only extended a partial line has nothing to hand out: read on, or the
+      // rest of a long line would wait for the next poll.
+      do batch = await file.reader.read();
+      while (batch !== null && batch.lines.length === 0);
     } catch (err) {
       this.warn(
         "unreadable",
@@ -259,7 +262,7 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
     }
     file.reachedEnd = false;
     this.bytesRead += batch.endOffset - batch.startOffset;
-    return batch.lines.length > 0 ? this.issue(file, batch) : undefined;
+    return this.issue(file, batch);
   }
 
   private issue(file: Tailed, batch: LineBatch): LineBatch {

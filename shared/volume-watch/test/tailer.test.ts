@@ -178,6 +178,21 @@ describe("Tailer", () => {
     expect(tailer.stats().files).toBe(0);
   });
 
+  it("reads a line longer than a chunk in one go, without waiting for a poll", async () => {
+    const { root } = scratchDir();
+    const long = "q".repeat(20_000);
+    writeFileSync(path.join(root, "a.log"), `${long}\nend\n`);
+    const { tailer } = create({
+      root,
+      chunkSize: 1024,
+      maxLineBytes: 65_536,
+      pollIntervalMs: 60_000,
+    });
+    await tailer.start();
+    const { texts } = await collect(tailer, (t) => t.length >= 2, 10_000);
+    expect(texts).toEqual([long, "end"]);
+  });
+
   it("restarts at 0 after a truncation and reports it", async () => {
     const { root } = scratchDir();
     const log = path.join(root, "app.log");
