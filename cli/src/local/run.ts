@@ -1,5 +1,6 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { writeMarker } from "@buildpod/runtime";
 import type { ContainerModel, PodModel } from "../pod.ts";
 import { freePort } from "./ports.ts";
 import { exitsWithin, type LocalProcess, startProcess } from "./processes.ts";
@@ -102,6 +103,7 @@ export async function runLocally(pod: PodModel, options: LocalRunOptions): Promi
   );
 
   await options.beforeStop?.(context);
+  if (pod.sidecarMode === "classic") await markFinished(context, workloadCode, say);
   await stopSidecars(pod, sidecars, say);
   for (const proc of sidecars) results.push(result(proc, "sidecar", await settled(proc), context));
 
@@ -128,6 +130,19 @@ export function readable(line: string): string {
   } catch {
     return line;
   }
+}
+
+/**
+ * A classic sidecar in a cluster also watches the pod, which reports a workload that ended
+ * without writing the marker: its wrapper shell killed (OOMKilled, `kill -9`) before it could.
+ * No API server runs here, so the run plays the watch's part and writes the marker itself with
+ * the exit code it saw; otherwise the sidecars would wait for the grace period's SIGKILL.
+ */
+async function markFinished(context: LocalPodContext, code: number, say: (l: string) => void) {
+  const marker = path.join(context.volumes.get("lifecycle") ?? "", "workload-finished");
+  if (existsSync(marker)) return;
+  say(`workload ${context.pod.workload.name}: no marker written; the run writes it (${code})`);
+  await writeMarker(marker, code);
 }
 
 async function settled(proc: LocalProcess): Promise<number | undefined> {
