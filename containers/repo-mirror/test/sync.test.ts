@@ -8,6 +8,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cacheLayout, lockFile, markFile, mirrorLink } from "../src/cache.ts";
 import { acquireLock, LockTimeoutError } from "../src/lock.ts";
@@ -151,24 +152,46 @@ describe("checkouts while sync fetches and gcs the same mirror", () => {
     const commits = [await busy.commits(20, "h")];
     const busyUrl = daemon.url("busy");
     await sync(cache, [busyUrl]);
+    // Fetched objects stay loose in the mirror until gc packs them and deletes the loose files:
+    // hundreds of files that vanish under the copying checkouts, the race worth testing.
+    const mirror = mirrorLink(cacheLayout(cache), parseRepoUrl(busyUrl).key);
+    sh(mirror, "config", "fetch.unpackLimit", "100000");
+    const many = (tag: string, n: number) =>
+      Object.fromEntries(
+        Array.from({ length: n }, (_, i) => [`${tag}/f${i}.txt`, `${tag} ${i}\n`]),
+      );
+    await busy.commit(many("loose", 300));
+    await busy.push();
+    await sync(cache, [busyUrl], { gc: "never" });
 
-    // The writer: new commits on origin, then fetch + full gc, as fast as it can.
+    // The writer: more loose objects, then fetch + full gc, as fast as it can.
     let done = false;
     let rounds = 0;
     const writer = (async () => {
-      while (!done || rounds < 3) {
-        commits.push(await busy.commits(2, `r${rounds}-`));
-        const [r] = await sync(cache, [busyUrl], { gc: "always" });
+      while (!done || rounds < 2) {
+        commits.push(await busy.commit(many(`round${rounds}`, 100)));
+        await busy.push();
+        const [r] = await sync(cache, [busyUrl], { gc: rounds % 2 ? "never" : "always" });
         expect(r?.action).toBe("updated");
         rounds++;
       }
     })();
 
+    // Staggered starts; each asks for the newest commit pushed so far, in the mirror or not yet.
     const runs = Array.from({ length: 20 }, async (_, i) => {
-      const commit = commits[Math.min(i % 4, commits.length - 1)] as string;
+      await sleep(i * 40);
+      const commit = commits.at(-1) as string;
       const dest = join(root, "busy-ws", `w${i}`);
-      const { result } = await checkout(busyUrl, dest, { cache, target: { commit, ref: "main" } });
-      return { dest, commit, result };
+      const { result, events } = await checkout(busyUrl, dest, {
+        cache,
+        target: { commit, ref: "main" },
+      });
+      return {
+        dest,
+        commit,
+        result,
+        retries: events.filter((e) => e.type === "warning" && e.code === "copy-retry").length,
+      };
     });
     const settled = await Promise.allSettled(runs);
     done = true;
@@ -185,6 +208,12 @@ describe("checkouts while sync fetches and gcs the same mirror", () => {
       expect(existsSync(join(dest, ".git", "objects", "info", "alternates"))).toBe(false);
       sh(dest, "fsck", "--connectivity-only", "--no-dangling");
     }
-    expect(rounds).toBeGreaterThanOrEqual(3);
-  }, 120_000);
+    expect(rounds).toBeGreaterThanOrEqual(2);
+    // How often the race was actually hit varies from run to run; say so, assert nothing on it.
+    const retried = settled.reduce(
+      (n, s) => n + (s.status === "fulfilled" ? s.value.retries : 0),
+      0,
+    );
+    console.info(`concurrent checkouts: ${retried} mirror copies redone after a concurrent gc`);
+  }, 240_000);
 });
