@@ -245,6 +245,7 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
       do batch = await file.reader.read();
       while (batch !== null && batch.lines.length === 0);
     } catch (err) {
+      if (this.closed) return undefined; // closed under an in-flight read: nothing to report
       this.warn(
         "unreadable",
         `could not read ${file.path}: ${String(err)}; stopped tailing it`,
