@@ -213,6 +213,8 @@ function start(
     PATH: process.env.PATH ?? "/usr/bin:/bin",
     HOME: process.env.HOME ?? "/tmp",
     TMPDIR: path.join(options.runDir, "tmp"),
+    // A pod's network is its own; this machine's is not: servers listen on loopback only.
+    BUILDPOD_HTTP_HOST: "127.0.0.1",
   };
   for (const [name, value] of Object.entries(container.env)) {
     env[name] = PORT_ENV.test(name) ? mapPort(value, context) : map(value);
@@ -235,11 +237,16 @@ function start(
 // Env vars that carry a port or a listen address; the local run moves their ports.
 const PORT_ENV = /(PORT|LISTEN|ADDR|ADDRESS)$/;
 
-/** `9100`, `:9100` or `0.0.0.0:9100` with the pod's port replaced by this machine's. */
+/**
+ * `9100`, `:9100` or `0.0.0.0:9100` with the pod's port replaced by this machine's; an address
+ * on every interface becomes loopback.
+ */
 function mapPort(value: string, context: LocalPodContext): string {
   const match = /^(.*?)(\d+)$/.exec(value);
   const local = match ? context.ports.get(Number(match[2])) : undefined;
-  return match && local ? `${match[1]}${local}` : value;
+  if (!match || !local) return value;
+  const host = match[1] === ":" || match[1] === "0.0.0.0:" ? "127.0.0.1:" : match[1];
+  return `${host}${local}`;
 }
 
 async function prepare(pod: PodModel, runDir: string, podLogs: string): Promise<LocalPodContext> {
