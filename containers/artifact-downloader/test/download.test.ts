@@ -132,6 +132,17 @@ describe("artifact-downloader", () => {
     expect(r.lines.filter((l) => l.msg === "request failed, retrying").length).toBe(3);
   });
 
+  it("logs progress lines while a download takes long", async () => {
+    await bk.seedArtifact({ path: "slow/s.bin", content: Buffer.alloc(1000, 1) });
+    bk.inject({ kind: "stall", ms: 600, match: { server: "storage" } });
+    const r = await runInProcess(program, ["--query", "slow/*", "--dest", dest], jobEnv());
+    expect(r.code).toBe(0);
+    const progress = r.lines.filter((l) => l.msg === "download progress");
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress[0]).toHaveProperty("mib_per_second");
+    expect(r.summary.bytes).toBe(1000);
+  });
+
   it("stops with a config error before any request when there is no token", async () => {
     const before = bk.requests.length;
     const r = await runInProcess(

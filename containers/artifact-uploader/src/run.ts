@@ -73,7 +73,7 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
   const started = Date.now();
   let report: UploaderReport;
   try {
-    const swept = await files.finalSweep();
+    const swept = await beforeDeadline(files.finalSweep(), deadline, []);
     await files.close();
     report = await uploader.drain(swept, deadline);
   } finally {
@@ -81,6 +81,18 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
     await store.close();
   }
   return outcome(report, Date.now() - started, logger);
+}
+
+/**
+ * The sweep walks the whole tree, which on a huge tree could outlast the deadline: past it,
+ * the drain goes on with what the watcher had already queued.
+ */
+function beforeDeadline<T>(work: Promise<T>, deadline: AbortSignal, fallback: T): Promise<T> {
+  if (deadline.aborted) return Promise.resolve(fallback);
+  return Promise.race([
+    work,
+    new Promise<T>((resolve) => deadline.addEventListener("abort", () => resolve(fallback))),
+  ]);
 }
 
 async function openStore(ctx: RunContext<Config>) {
