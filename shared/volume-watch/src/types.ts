@@ -106,8 +106,10 @@ export interface Line {
 }
 
 /**
- * Lines read from one file in one go. Batches of the same file come in file order and do not
- * overlap; `lines[i].offset` increases; `startOffset < endOffset` unless a truncation reset it.
+ * Lines read from one file in one go. Batches of the same file come in file order, each
+ * starting where the previous one ended (after a truncation, at 0 again); `lines[i].offset`
+ * increases. `TailReader.read` may return a batch without lines (the bytes read only extended
+ * a partial line); `Tailer` never hands one out.
  */
 export interface LineBatch {
   /** The file's path relative to the root (the path it had when the batch was read). */
