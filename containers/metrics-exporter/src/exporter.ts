@@ -10,7 +10,7 @@
  * affects itself (see merge.ts for the conflict rule).
  */
 import { mkdir } from "node:fs/promises";
-import { ExitCode, type Logger, worstExitCode } from "@buildpod/runtime";
+import { BuildpodError, ExitCode, type Logger, worstExitCode } from "@buildpod/runtime";
 import { TreeWatcher } from "@buildpod/volume-watch";
 import type { Registry } from "prom-client";
 import type { MappingOptions } from "./datadog.ts";
@@ -98,7 +98,14 @@ export class Exporter {
   /** Starts the outputs and the watch; resolves once every file present was read once. */
   async start(): Promise<void> {
     if (this.opts.serve) {
-      this.server = await serveScrapes(this.exposition, this.opts.serve);
+      const { host, port } = this.opts.serve;
+      this.server = await serveScrapes(this.exposition, this.opts.serve).catch((err: Error) => {
+        throw new BuildpodError(
+          "METRICS_EXPORTER_LISTEN_FAILED",
+          `could not listen on ${host}:${port}: ${err.message}`,
+          { exitCode: ExitCode.FAILED, hint: "give a free address with --listen", cause: err },
+        );
+      });
       this.log.info({ address: this.server.address }, "serving prometheus/*.prom at /metrics");
     }
     if (this.opts.push) this.pusher = this.startPusher(this.opts.push);
@@ -126,7 +133,13 @@ export class Exporter {
     };
     this.watcher.on("add", onEvent).on("change", onEvent).on("unlink", onEvent);
     this.watcher.on("warning", (w) => this.log.warn({ path: w.path, code: w.code }, w.message));
-    await this.watcher.start();
+    await this.watcher.start().catch((err: Error) => {
+      throw new BuildpodError("METRICS_EXPORTER_ROOT_UNREADABLE", err.message, {
+        exitCode: ExitCode.FAILED,
+        hint: "mount the metrics volume at --root",
+        cause: err,
+      });
+    });
     await Promise.all([...this.outputs.values()].map((o) => this.refresh(o)));
   }
 

@@ -45,6 +45,8 @@ export class DatadogForwarder extends EventEmitter<ForwarderEvents> {
   private readonly counts = new CountTracker();
   private readonly warned = new Set<string>();
   private readonly stop = new AbortController();
+  /** Ends a cycle started by a timer, so that the drain's cycles are bound by its signal. */
+  private readonly interrupt = new AbortController();
   private families: readonly SourceFamily[] | undefined;
   /** Increases that failed last time and must be sent again (they are not committed yet). */
   private pendingUndelivered = 0;
@@ -79,6 +81,7 @@ export class DatadogForwarder extends EventEmitter<ForwarderEvents> {
    */
   async drain(signal: AbortSignal, retryMs = 1000): Promise<boolean> {
     this.stopTimers();
+    this.interrupt.abort();
     for (;;) {
       while (this.running !== undefined) await this.running;
       const result = await this.cycle(AbortSignal.any([signal, this.stop.signal]));
@@ -105,7 +108,7 @@ export class DatadogForwarder extends EventEmitter<ForwarderEvents> {
 
   private cycleSoon() {
     if (this.running !== undefined || this.families === undefined) return;
-    this.cycle(this.stop.signal).catch(() => undefined);
+    this.cycle(AbortSignal.any([this.stop.signal, this.interrupt.signal])).catch(() => undefined);
   }
 
   /** Maps the current families, sends gauges and count increases, commits what got through. */

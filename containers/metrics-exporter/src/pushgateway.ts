@@ -157,8 +157,11 @@ export class Pusher extends EventEmitter<PusherEvents> {
   private dirty = false;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  /** Aborts the loop's wait/request when flushing needs it to pick up a new signal. */
+  /** What bounds the loop: `stop`, and from the drain on, the drain's signal too. */
   private signal: AbortSignal;
+  /** Ends the running loop's wait or request, so that `flush` can start one bound by its signal. */
+  private interrupt = new AbortController();
+  private flushing = false;
 
   constructor(client: PushClient, opts: { debounceMs: number; retry: RetryPolicy }) {
     super();
@@ -186,7 +189,12 @@ export class Pusher extends EventEmitter<PusherEvents> {
   async flush(signal: AbortSignal): Promise<FlushResult> {
     clearTimeout(this.timer);
     this.timer = undefined;
+    // A loop retrying since before the drain may be waiting for its next attempt: end it, and
+    // start one bound by the drain's deadline.
+    this.flushing = true;
+    this.interrupt.abort();
     while (this.running !== undefined) await this.running;
+    this.interrupt = new AbortController();
     if (this.latest === undefined) return { delivered: true };
     this.signal = AbortSignal.any([this.stop.signal, signal]);
     this.dirty = true;
@@ -221,18 +229,19 @@ export class Pusher extends EventEmitter<PusherEvents> {
     this.running = this.loop().finally(() => {
       this.running = undefined;
       // An update that landed after the loop's last check must not wait for the next one.
-      if (this.dirty && !this.signal.aborted) this.kick();
+      if (this.dirty && !this.signal.aborted && !this.flushing) this.kick();
     });
   }
 
   private async loop() {
+    const signal = AbortSignal.any([this.signal, this.interrupt.signal]);
     let attempt = 0;
-    while (this.dirty && !this.signal.aborted) {
+    while (this.dirty && !signal.aborted) {
       this.dirty = false;
       const body = this.latest as string;
       attempt++;
       const started = performance.now();
-      const result = await this.client.put(body, this.signal);
+      const result = await this.client.put(body, signal);
       if (result.ok) {
         this.delivered = body;
         const duration_ms = Math.round(performance.now() - started);
@@ -248,7 +257,7 @@ export class Pusher extends EventEmitter<PusherEvents> {
       }
       // Retry the newest body, whatever changed while waiting.
       this.dirty = true;
-      if (!(await this.wait(attempt, result, this.signal))) return;
+      if (!(await this.wait(attempt, result, signal))) return;
     }
   }
 
