@@ -3,7 +3,7 @@
 // Vector does) means a crash at worst repeats lines, never drops them.
 
 import { createHash } from "node:crypto";
-import { open, readFile, rename } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { errorCode } from "./safety.ts";
 import type { WarningHandler } from "./types.ts";
@@ -44,6 +44,7 @@ export class CheckpointStore {
   /** The checkpoint file's path. */
   readonly file: string;
   private readonly onWarning?: WarningHandler;
+  private failing = false;
 
   constructor(file: string, onWarning?: WarningHandler) {
     this.file = path.resolve(file);
@@ -85,13 +86,15 @@ export class CheckpointStore {
   }
 
   /**
-   * Writes these checkpoints atomically, replacing the file. A failure is reported as a
-   * "checkpoint-write-failed" warning and returns false; the old file stays intact.
+   * Writes these checkpoints atomically, replacing the file (its directory is created if
+   * missing). A failure returns false and leaves the old file intact; it is reported as a
+   * "checkpoint-write-failed" warning once, not again until a write has succeeded.
    */
   async save(checkpoints: Iterable<Checkpoint>): Promise<boolean> {
     const body = `${JSON.stringify({ version: FORMAT_VERSION, files: [...checkpoints] })}\n`;
     const temp = `${this.file}.tmp-${process.pid}`;
     try {
+      await mkdir(path.dirname(this.file), { recursive: true });
       const handle = await open(temp, "w", 0o644);
       try {
         await handle.writeFile(body);
@@ -101,8 +104,12 @@ export class CheckpointStore {
       }
       await rename(temp, this.file);
       await syncDirectory(path.dirname(this.file));
+      this.failing = false;
       return true;
     } catch (err) {
+      await rm(temp, { force: true }).catch(() => undefined);
+      if (this.failing) return false;
+      this.failing = true;
       this.warn(
         "checkpoint-write-failed",
         `could not write checkpoint file ${this.file}: ${String(err)}; the previous one is kept and the write is retried`,

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Checkpoint, CheckpointStore, type VolumeWatchWarning } from "@buildpod/volume-watch";
 import { describe, expect, it } from "vitest";
@@ -54,14 +54,20 @@ describe("CheckpointStore", () => {
     expect(warnings.map((w) => w.code)).toEqual(["checkpoint-corrupt"]);
   });
 
-  it("reports a failed write as a warning and keeps the previous file", async () => {
+  it("reports a failed write once, keeps the previous file, and creates a missing directory", async () => {
     const { state } = scratchDir();
     const warnings: VolumeWatchWarning[] = [];
-    const store = new CheckpointStore(path.join(state, "missing-dir", "c.json"), (w) =>
-      warnings.push(w),
-    );
+    const nested = new CheckpointStore(path.join(state, "new", "dir", "c.json"));
+    expect(await nested.save([entry])).toBe(true);
+
+    // A directory where the file should be: every rename fails.
+    const blocked = path.join(state, "blocked.json");
+    mkdirSync(path.join(blocked, "inside"), { recursive: true });
+    const store = new CheckpointStore(blocked, (w) => warnings.push(w));
+    expect(await store.save([entry])).toBe(false);
     expect(await store.save([entry])).toBe(false);
     expect(warnings.map((w) => w.code)).toEqual(["checkpoint-write-failed"]);
+    expect(readdirSync(state).sort()).toEqual(["blocked.json", "new"]); // no temp file left
   });
 });
 
