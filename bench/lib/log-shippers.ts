@@ -22,31 +22,38 @@ export function installPeers(): string {
   return out.trim().split("\n").at(-1) as string;
 }
 
-export const logExporter: Shipper = {
-  name: "log-exporter",
-  start({ logs, port, work }) {
-    const sinks = join(work, "sinks.yaml");
-    writeFileSync(
-      sinks,
-      `default: bench\nsinks:\n  bench:\n    type: elasticsearch\n    nodes: ["http://127.0.0.1:${port}"]\n    index: bench\n`,
-    );
-    const args = [
-      BUNDLE,
-      "--logs",
-      logs,
-      "--sinks",
-      sinks,
-      "--lifecycle-dir",
-      join(work, "lc"),
-      "--state-dir",
-      join(work, "state"),
-    ];
-    return spawn(process.execPath, args, {
-      env: { PATH: process.env.PATH ?? "", BUILDKITE_JOB_ID: "bench", BUILDPOD_LOG_LEVEL: "warn" },
-      stdio: ["ignore", "ignore", "inherit"],
-    });
-  },
-};
+/** Our bundle, run with `node` and these V8 flags (none: as the image runs it today). */
+export function logExporter(nodeFlags: string[] = []): Shipper {
+  return {
+    name: nodeFlags.length === 0 ? "log-exporter" : `log-exporter ${nodeFlags.join(" ")}`,
+    start({ logs, port, work }) {
+      const sinks = join(work, "sinks.yaml");
+      writeFileSync(
+        sinks,
+        `default: bench\nsinks:\n  bench:\n    type: elasticsearch\n    nodes: ["http://127.0.0.1:${port}"]\n    index: bench\n`,
+      );
+      const args = [
+        BUNDLE,
+        "--logs",
+        logs,
+        "--sinks",
+        sinks,
+        "--lifecycle-dir",
+        join(work, "lc"),
+        "--state-dir",
+        join(work, "state"),
+      ];
+      return spawn(process.execPath, [...nodeFlags, ...args], {
+        env: {
+          PATH: process.env.PATH ?? "",
+          BUILDKITE_JOB_ID: "bench",
+          BUILDPOD_LOG_LEVEL: "warn",
+        },
+        stdio: ["ignore", "ignore", "inherit"],
+      });
+    },
+  };
+}
 
 export const rsyslog: Shipper = {
   name: "rsyslog",
@@ -91,7 +98,7 @@ export function syslogNg(folder: string): Shipper {
         [
           `@version: ${version}`,
           `@include "${join(root, "etc/syslog-ng/scl.conf")}"`,
-          `options { stats(freq(0)); keep-hostname(yes); };`,
+          `options { stats-freq(0); };`,
           `source s_files { wildcard-file(base-dir("${logs}") filename-pattern("*.log") flags(no-parse) max-files(64) follow-freq(1)); };`,
           `destination d_es { elasticsearch-http(url("http://127.0.0.1:${port}/_bulk") index("bench") type("") batch-lines(1000) workers(2)); };`,
           `log { source(s_files); destination(d_es); flags(flow-control); };`,
