@@ -53,7 +53,12 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
   });
   files.on("complete", (f) => uploader.enqueue(f));
   files.on("unlink", (f) => uploader.forget(f.path));
-  files.on("warning", (w) => logger.warn({ path: w.path, code: w.code, err: w.cause }, w.message));
+  files.on("warning", (w) => {
+    logger.warn({ path: w.path, code: w.code, err: w.cause }, w.message);
+    if (w.path && (w.code === "symlink-outside-root" || w.code === "special-file")) {
+      uploader.refuse(w.path, w.message);
+    }
+  });
   try {
     await files.start();
   } catch (err) {

@@ -99,6 +99,15 @@ export class Uploader {
     this.pump();
   }
 
+  /**
+   * Records a file the watcher would not hand over (a symlink leading outside the root, a FIFO):
+   * it is listed as refused, once per path.
+   */
+  refuse(path: string, why: string): void {
+    if (this.report.refused.some((r) => r.path === path)) return;
+    this.report.refused.push({ path, error: why });
+  }
+
   /** A file was deleted: it no longer needs uploading. */
   forget(path: string): void {
     this.queue.delete(path);

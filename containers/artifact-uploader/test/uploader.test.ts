@@ -72,7 +72,10 @@ describe("artifact-uploader", () => {
     await unlink(path.join(ws.root, "gone.txt"));
     await waitFor("the odd names", () => odd.every((n) => bk.finished(job.id).has(n)));
     const r = await up.finish();
-    expect(r.code).toBe(0);
+    // Everything else was uploaded; the refused entries make the exit code 4.
+    expect(r.code).toBe(4);
+    const refused = (r.summary.refused as { path: string }[]).map((x) => x.path).sort();
+    expect(refused).toEqual(["outside-dir", "passwd", "pipe"]);
     const paths = [...bk.finished(job.id).keys()].sort();
     expect(paths).toEqual([...odd, "inside-link.txt", "target.txt"].sort());
     for (const name of odd) {
