@@ -57,6 +57,7 @@ export class TreeWatcher extends EventEmitter<TreeWatcherEvents> {
   // The latest refresh started per path: an older one finishing later must not win.
   private readonly generation = new Map<string, number>();
   private readonly warned = new Set<string>();
+  private readonly inflight = new Map<string, Promise<void>>();
   private realRoot = "";
   private watcher?: FSWatcher;
   private timer?: NodeJS.Timeout;
@@ -138,6 +139,9 @@ export class TreeWatcher extends EventEmitter<TreeWatcherEvents> {
     for (const [rel, info] of this.known)
       if (!seen.has(rel)) checks.push(this.refresh(info.absolutePath));
     await Promise.all(checks);
+    // A refresh of ours overtaken by a newer one (an event meanwhile) applies nothing; wait
+    // for those newer ones too (once: a file written without pause keeps starting more).
+    await Promise.all(this.inflight.values());
   }
 
   /** Stops watching and the rescan timer. Idempotent. */
@@ -182,11 +186,15 @@ export class TreeWatcher extends EventEmitter<TreeWatcherEvents> {
   }
 
   // Looks at one path again and reports what changed.
-  private async refresh(absolutePath: string): Promise<void> {
+  private refresh(absolutePath: string): Promise<void> {
     const rel = relativePath(this.root, absolutePath);
     const gen = this.nextGeneration(rel);
-    const entry = await inspect(this.root, this.realRoot, absolutePath);
-    this.apply(rel, entry, gen);
+    const done = inspect(this.root, this.realRoot, absolutePath).then((entry) => {
+      this.apply(rel, entry, gen);
+      if (this.inflight.get(rel) === done) this.inflight.delete(rel);
+    });
+    this.inflight.set(rel, done);
+    return done;
   }
 
   private apply(rel: string, entry: Awaited<ReturnType<typeof inspect>>, gen: number): void {

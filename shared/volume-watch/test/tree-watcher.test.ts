@@ -58,6 +58,31 @@ describe("TreeWatcher", () => {
     expect(watcher.files().map((f) => f.path)).toEqual(["a/b/old.log"]);
   });
 
+  it("has reported every difference by the time a rescan resolves, events or not", async () => {
+    const { root } = scratchDir();
+    writeFileSync(path.join(root, "gone.txt"), "");
+    writeFileSync(path.join(root, "grows.txt"), "");
+    const watcher = new TreeWatcher({ root, rescanIntervalMs: 0 });
+    const seen = track(watcher);
+    await watcher.start();
+
+    mkdirSync(path.join(root, "new-dir"));
+    writeFileSync(path.join(root, "new-dir", "new.txt"), "");
+    unlinkSync(path.join(root, "gone.txt"));
+    appendFileSync(path.join(root, "grows.txt"), "more");
+    await watcher.rescan();
+
+    expect(seen.added.has("new-dir/new.txt")).toBe(true);
+    expect(seen.removed).toContain("gone.txt");
+    expect(seen.changed).toContain("grows.txt");
+    expect(
+      watcher
+        .files()
+        .map((f) => f.path)
+        .sort(),
+    ).toEqual(["grows.txt", "new-dir/new.txt"]);
+  });
+
   it("sees all of 1,000 files created at once", async () => {
     const { root } = scratchDir();
     const watcher = new TreeWatcher({ root, rescanIntervalMs: 2_000 });
