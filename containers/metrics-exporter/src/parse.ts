@@ -231,12 +231,17 @@ class Parser {
     // series identity is the text as written: no string needs to be built.
     let series: string | undefined = name;
     if (line.charCodeAt(i) === 0x7b) {
-      const labelStart = i;
-      const parsed = parseLabels(line, i + 1);
-      labels = parsed.labels;
-      series = parsed.canonical ? line.slice(start, parsed.end) : undefined;
-      if (labelStart !== start + name.length) series = undefined;
-      i = parsed.end;
+      // Most lines are canonical: checked without building any string, the series is a slice.
+      const end = i === start + name.length ? scanCanonicalLabels(line, i + 1) : -1;
+      if (end !== -1) {
+        series = line.slice(start, end);
+        i = end;
+      } else {
+        const parsed = parseLabels(line, i + 1);
+        labels = parsed.labels;
+        series = undefined;
+        i = parsed.end;
+      }
       while (i < line.length && isBlank(line.charCodeAt(i))) i++;
     }
 
@@ -515,6 +520,48 @@ function parseLabels(
   }
   if (!sorted) return { labels: sortPairs(labels), end: i + 1, canonical: false };
   return { labels, end: i + 1, canonical };
+}
+
+/**
+ * Checks labels written canonically (`a="1",b="2"}`: names valid, strictly increasing, no
+ * blanks, no escapes, no trailing comma) without allocating. Returns the index after `}`, or -1
+ * when the text is anything else, which `parseLabels` then parses (and reports, if invalid).
+ */
+function scanCanonicalLabels(line: string, start: number): number {
+  let i = start;
+  let prevStart = -1;
+  let prevEnd = -1;
+  if (line.charCodeAt(i) === 0x7d) return -1;
+  for (;;) {
+    const nameStart = i;
+    const first = line.charCodeAt(i);
+    if (!isLabelChar(first) || (first >= 0x30 && first <= 0x39)) return -1;
+    while (i < line.length && isLabelChar(line.charCodeAt(i))) i++;
+    if (first === 0x5f && line.charCodeAt(nameStart + 1) === 0x5f) return -1;
+    if (prevStart !== -1 && compareRanges(line, prevStart, prevEnd, nameStart, i) >= 0) return -1;
+    prevStart = nameStart;
+    prevEnd = i;
+    if (line.charCodeAt(i) !== 0x3d || line.charCodeAt(i + 1) !== 0x22) return -1;
+    const close = line.indexOf('"', i + 2);
+    if (close === -1) return -1;
+    const slash = line.indexOf("\\", i + 2);
+    if (slash !== -1 && slash < close) return -1;
+    i = close + 1;
+    const c = line.charCodeAt(i);
+    if (c === 0x7d) return i + 1;
+    if (c !== 0x2c || line.charCodeAt(i + 1) === 0x7d) return -1;
+    i++;
+  }
+}
+
+/** Compares two substrings of `s` by UTF-16 code units, like `<` on strings. */
+function compareRanges(s: string, a0: number, a1: number, b0: number, b1: number): number {
+  const n = Math.min(a1 - a0, b1 - b0);
+  for (let k = 0; k < n; k++) {
+    const d = s.charCodeAt(a0 + k) - s.charCodeAt(b0 + k);
+    if (d !== 0) return d;
+  }
+  return a1 - a0 - (b1 - b0);
 }
 
 function sortPairs(labels: string[]): string[] {
