@@ -7,7 +7,7 @@ import {
   StoreError,
   withRetry,
 } from "@buildpod/artifact-store";
-import { fetchOne } from "./fetch-one.ts";
+import { type DirCache, fetchOne } from "./fetch-one.ts";
 import { targetPath } from "./target.ts";
 
 export interface DownloadOptions {
@@ -79,10 +79,12 @@ export async function downloadArtifacts(o: DownloadOptions): Promise<DownloadRep
 
   const plan = planTargets(o, matches, report);
   if (plan.length > 0) await mkdir(o.dest, { recursive: true });
+  const dirs: DirCache = new Map();
   await mapLimit(plan, o.concurrency, async ({ artifact, absolute }) => {
     try {
       const bytes = await withRetry(
-        () => fetchOne(o.store, artifact, absolute, o.dest, o.onBytes ?? (() => {}), o.signal),
+        () =>
+          fetchOne(o.store, artifact, absolute, o.dest, o.onBytes ?? (() => {}), dirs, o.signal),
         o.retry,
         { signal: o.signal, shouldRetry: worthRetrying },
       );

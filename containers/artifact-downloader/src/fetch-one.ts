@@ -21,13 +21,11 @@ export async function fetchOne(
   absolute: string,
   destRoot: string,
   onBytes: (n: number) => void,
+  dirs: DirCache,
   signal?: AbortSignal,
 ): Promise<number> {
-  // Check the nearest existing ancestor before creating directories, and the result after.
   const dir = path.dirname(absolute);
-  await ensureInside(destRoot, await nearestExisting(dir), artifact.path);
-  await mkdir(dir, { recursive: true });
-  await ensureInside(destRoot, dir, artifact.path);
+  await prepareDir(dirs, destRoot, dir, artifact.path);
 
   const check = expectedSum(artifact);
   const hash = check ? createHash(check.algorithm) : undefined;
@@ -80,6 +78,28 @@ function verify(
       `could not download ${a.path}: its ${sum.algorithm} is ${sum.got}, the artifact says ${sum.want}; the stored copy is damaged or was replaced, nothing was written`,
     );
   }
+}
+
+/** Target directories already created and checked in this run, shared by all downloads. */
+export type DirCache = Map<string, Promise<void>>;
+
+/**
+ * Creates `dir` below the destination once per run: the nearest existing ancestor is checked
+ * before creating anything (a symlink in the destination must not lead mkdir outside), and the
+ * result after. Later downloads into the same directory reuse the check.
+ */
+function prepareDir(dirs: DirCache, destRoot: string, dir: string, artifactPath: string) {
+  let ready = dirs.get(dir);
+  if (!ready) {
+    ready = (async () => {
+      await ensureInside(destRoot, await nearestExisting(dir), artifactPath);
+      await mkdir(dir, { recursive: true });
+      await ensureInside(destRoot, dir, artifactPath);
+    })();
+    ready.catch(() => dirs.delete(dir));
+    dirs.set(dir, ready);
+  }
+  return ready;
 }
 
 async function nearestExisting(dir: string): Promise<string> {
