@@ -74,6 +74,16 @@ describe("parseExposition accepts", () => {
     ]);
   });
 
+  it("one identity for the same labels however they are written", () => {
+    const canonical = parse('a{x="1",y="q\\"r"} 1\n').families[0]?.samples[0]?.series;
+    expect(canonical).toBe('a{x="1",y="q\\"r"}');
+    const loose = parse('a { y = "q\\"r" , x="1", } 1\n').families[0]?.samples[0]?.series;
+    expect(loose).toBe(canonical);
+    expect(problems('a{x="1",y="2"} 1\na{y="2",x="1"} 2\n').join()).toContain(
+      "already appears on line 1",
+    );
+  });
+
   it("an empty file", () => {
     expect(parse("")).toEqual({ families: [], problems: [], timestamps: 0 });
   });
