@@ -113,23 +113,35 @@ export async function runLocally(pod: PodModel, options: LocalRunOptions): Promi
   return { ok, wallMs: Date.now() - started, initMs, containers: results, context };
 }
 
-/** A JSON log line as `level: message (error)`; other lines as they are. */
+// Fields a readable line leaves out: the logger's own, and those it shows otherwise.
+const NOT_SHOWN = new Set(["level", "time", "pid", "hostname", "component", "msg", "err", "hint"]);
+
+/**
+ * A JSON log line as `level: message (error); hint [field=value ...]`, with the line's short
+ * plain fields (a phase, a count, an exit code); other lines as they are.
+ */
 export function readable(line: string): string {
   if (!line.startsWith("{")) return line;
   try {
-    const entry = JSON.parse(line) as {
-      level?: string;
-      msg?: string;
-      err?: { message?: string };
-      hint?: string;
-    };
-    const err =
-      entry.err?.message && entry.err.message !== entry.msg ? ` (${entry.err.message})` : "";
+    const entry = JSON.parse(line) as Record<string, unknown>;
+    const msg = typeof entry.msg === "string" ? entry.msg : "";
+    // pino appends each cause's message to `err.message`, which often repeats `msg`.
+    const message = (entry.err as { message?: unknown } | undefined)?.message;
+    const err = typeof message === "string" && !message.includes(msg) ? ` (${message})` : "";
     const hint = entry.hint ? `; ${entry.hint}` : "";
-    return `${entry.level ?? "log"}: ${entry.msg ?? ""}${err}${hint}`;
+    const fields = Object.entries(entry)
+      .filter(([key, value]) => !NOT_SHOWN.has(key) && isShort(value))
+      .map(([key, value]) => `${key}=${value}`);
+    const shown = fields.length > 0 ? ` [${fields.join(" ")}]` : "";
+    return `${entry.level ?? "log"}: ${msg}${err}${hint}${shown}`;
   } catch {
     return line;
   }
+}
+
+function isShort(value: unknown): boolean {
+  if (typeof value === "number" || typeof value === "boolean") return true;
+  return typeof value === "string" && value.length <= 60;
 }
 
 /**
