@@ -454,10 +454,11 @@ describe("buildpod run, a failing init container", () => {
       }
       expect(tail.length).toBeGreaterThan(0);
       for (const line of tail) expect(line).not.toMatch(/^\{/);
-      expect(
-        tail.some((l) => /^error: /.test(l) && l.includes(missing)),
-        tail.join("\n"),
-      ).toBe(true);
+      // The error names the commit, once: not repeated by the causes' messages.
+      const errors = tail.filter((l) => l.startsWith("error: "));
+      expect(errors, tail.join("\n")).toHaveLength(1);
+      expect(errors[0]?.split(missing)).toHaveLength(2);
+      expect(errors[0]).toContain("[code=REPO_MIRROR_UNKNOWN_COMMIT]");
       // The command's own error says the same, with where the whole log is.
       expect(out.stdout + out.stderr).toMatch(
         /init container repo-mirror failed with exit code 1.*repo-mirror\.log/s,
