@@ -29,7 +29,7 @@ export async function resolveTarget(run: Run): Promise<string> {
 
   try {
     await fetchRef(run, ref ?? "HEAD", false);
-    return await revParse(run, "FETCH_HEAD");
+    return await revParse(run, "FETCH_HEAD^{commit}");
   } catch (e) {
     if (!(e instanceof CheckoutError && e.code === "origin-unreachable") || run.o.strictOrigin)
       throw e;

@@ -138,6 +138,29 @@ describe("cache hit", () => {
     expect(readFileSync(join(d, "pr.txt"), "utf8")).toBe("from a fork\n");
   });
 
+  it("checks out the commit an annotated tag points at, for a tag build", async () => {
+    const tagged = await app.commits(1, "tagged");
+    sh(
+      app.work,
+      "-c",
+      "user.name=t",
+      "-c",
+      "user.email=t@example.invalid",
+      "tag",
+      "-a",
+      "-m",
+      "release",
+      "v1.0.0",
+      tagged,
+    );
+    sh(app.work, "push", "--quiet", "origin", "refs/tags/v1.0.0");
+    const ref = refFromBuildkiteEnv({ BUILDKITE_TAG: "v1.0.0", BUILDKITE_BRANCH: "v1.0.0" });
+    const d = dest();
+    const { result } = await checkout(url, d, { cache, target: { commit: "HEAD", ref } });
+    expect(result.commit).toBe(tagged);
+    expect(sh(d, "rev-parse", "HEAD")).toBe(tagged);
+  });
+
   it("exits with a clear error for a commit in neither cache nor origin", async () => {
     const ghost = "0123456789abcdef0123456789abcdef01234567";
     const err = await checkout(url, dest(), {
