@@ -157,18 +157,18 @@ export class Exporter {
       await this.refreshNow(out, true);
     }
     const codes: number[] = [ExitCode.OK];
-    const summary: Record<string, unknown> = {};
-
+    const dirs: Record<string, unknown> = {};
     for (const out of this.outputs.values()) {
       const files = out.last?.files ?? [];
       const broken = files.filter((f) => f.status !== "ok");
-      summary[`${SUBDIRS[out.name]}`] = {
+      dirs[SUBDIRS[out.name]] = {
         files: files.length,
         invalid: broken.length,
         conflicts: out.conflicts.length,
       };
       if (broken.length > 0 || out.conflicts.length > 0) codes.push(ExitCode.REJECTED);
     }
+    const summary: Record<string, unknown> = { dirs };
     if (this.pusher) codes.push(await this.drainPush(signal, summary));
     if (this.forwarder) codes.push(await this.drainDatadog(signal, summary));
     return { exitCode: worstExitCode(...codes), summary };

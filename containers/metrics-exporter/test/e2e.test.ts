@@ -117,6 +117,11 @@ describe("metrics-exporter bundle", () => {
         await readFile(join(lifecycle, "status/metrics-exporter.json"), "utf8"),
       );
       expect(status.exit_code).toBe(0);
+      expect(status.summary.dirs["prometheus-push"]).toEqual({
+        files: 1,
+        invalid: 0,
+        conflicts: 0,
+      });
       expect(status.summary.pushgateway).toMatchObject({ delivered: true, rejected: 0 });
       expect(status.summary.datadog).toMatchObject({ via: "api", rejected: 0, undelivered: 0 });
       expect(run.out() + run.err()).not.toContain("s3cret-pass");

@@ -11,6 +11,7 @@ import {
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BROKEN_FILE, bigFiles, GOOD_FILES, seriesValues, tempDir } from "./fixtures.ts";
+import { testExporter } from "./helpers.ts";
 import { get, promtoolCheck, type Running, startNodeExporter } from "./tools.ts";
 
 /** Reads `dir` once and serves it; the caller closes the server. */
@@ -141,6 +142,30 @@ describe("scrape server", () => {
     expect(body).toContain('metrics_exporter_textfile_conflicts{kind="type"} 1\n');
     expect(body).toContain('metrics_exporter_textfile_conflicts{kind="duplicate"} 1\n');
     expect(body).toContain("node_textfile_scrape_error 1\n");
+  });
+});
+
+describe("the exporter's serve output", () => {
+  it("serves what is good and exits 4 at the drain when a file is broken or incomplete", async () => {
+    const root = await tempDir("serve-exit");
+    cleanup.push(() => rm(root, { recursive: true, force: true }));
+    const { exporter, lines } = await testExporter(root, { serve: { host: "127.0.0.1", port: 0 } });
+    cleanup.push(() => exporter.close());
+    await writeFile(join(root, "prometheus", "good.prom"), "good 1\n");
+    await writeFile(join(root, "prometheus", "bad.prom"), "bad one\n");
+    await writeFile(join(root, "prometheus", "half.prom"), "half 1");
+    await exporter.start();
+    const body = (await get(`http://${exporter.server?.address}/metrics`)).body;
+    expect(body).toContain("good 1\n");
+    expect(body).not.toContain("half");
+    const outcome = await exporter.drain(AbortSignal.timeout(10_000));
+    expect(outcome.exitCode).toBe(4);
+    expect(outcome.summary.dirs).toEqual({ prometheus: { files: 3, invalid: 2, conflicts: 0 } });
+    const warned = lines.filter((l) => l.level === "warn").map((l) => l.msg);
+    expect(warned.some((m) => m.includes("bad.prom:1: metric bad"))).toBe(true);
+    expect(warned.some((m) => m.includes("half.prom") && m.includes("still incomplete"))).toBe(
+      true,
+    );
   });
 });
 
