@@ -90,6 +90,13 @@ async function main(): Promise<void> {
     log,
   });
   log(`link: ${wan.description}`);
+  // An interrupted run still removes its namespaces ("exit" handlers do not run on signals).
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      wan.close();
+      process.exit(130);
+    });
+  }
   const url = `${wan.base}/origin.git`;
   const inClient = (argv: string[]) => [...wan.client, ...argv];
   const rm = (args: string[]) => inClient([process.execPath, spec.outfile, ...args]);
@@ -354,6 +361,8 @@ async function main(): Promise<void> {
     await writeBenchReport({ bench: "repo-mirror", metrics, notes });
   } finally {
     wan.close();
+    // About a million files: minutes on a busy disk, but the next benchmark should not pay it.
+    log(`removing ${work} ...`);
     rmSync(work, { recursive: true, force: true });
   }
 }
