@@ -71,3 +71,41 @@ describe("git's environment", () => {
     );
   });
 });
+
+describe("progress lines in the log", () => {
+  it("logs each stage at most once per interval, and its end once", async () => {
+    const { PassThrough } = await import("node:stream");
+    const { createLogger } = await import("@buildpod/runtime");
+    const { reporter } = await import("../src/checkout.ts");
+    const out = new PassThrough();
+    const lines: Array<Record<string, unknown>> = [];
+    out.on("data", (c: Buffer) => {
+      for (const l of c.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(l));
+    });
+    const report = reporter(createLogger({ component: "test", destination: out }), 60_000);
+    const progress = (processed: number) => ({
+      type: "progress" as const,
+      phase: "clone",
+      progress: {
+        stage: "Receiving objects",
+        percent: processed,
+        processed,
+        total: 100,
+        bytes: processed * 1000,
+      },
+    });
+    for (let i = 1; i <= 100; i++) report(progress(i));
+    report(progress(100));
+    report({ type: "phase", phase: "clone", durationMs: 1234 });
+
+    const logged = lines.filter((l) => l.msg === "progress");
+    expect(logged.map((l) => l.objects)).toEqual([1, 100]);
+    expect(logged[1]).toMatchObject({
+      phase: "clone",
+      stage: "Receiving objects",
+      percent: 100,
+      bytes: 100_000,
+    });
+    expect(lines.at(-1)).toMatchObject({ msg: "phase done", phase: "clone", duration_ms: 1234 });
+  });
+});
