@@ -78,6 +78,9 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
   const started = Date.now();
   let report: UploaderReport;
   try {
+    // Files seen but not yet quiet start uploading at once; the sweep, which walks the whole
+    // tree, then adds what the watcher had not seen. A file queued twice goes up once.
+    uploader.startDrain(files.pending());
     const swept = await beforeDeadline(files.finalSweep(), deadline, []);
     await files.close();
     report = await uploader.drain(swept, deadline);

@@ -115,17 +115,25 @@ export class Uploader {
   }
 
   /**
-   * The drain: queues `swept` (the final sweep) and the files that changed after upload, then
-   * resolves once everything is uploaded or `deadline` aborts. In-flight transfers are
-   * aborted at the deadline; whatever is not uploaded then is listed in `leftOver`.
+   * Enters the drain without waiting: files that changed after their upload and `files` are
+   * queued (and start uploading) at once. `drain` may add more later.
    */
-  async drain(swept: FileInfo[], deadline: AbortSignal): Promise<UploaderReport> {
+  startDrain(files: FileInfo[]): void {
     this.draining = true;
     for (const [path, file] of this.changed) {
       this.queue.set(path, { file, notBefore: 0, reupload: true });
     }
     this.changed.clear();
-    for (const file of swept) this.enqueue(file);
+    for (const file of files) this.enqueue(file);
+  }
+
+  /**
+   * The drain: queues `swept` (the final sweep) and the files that changed after upload, then
+   * resolves once everything is uploaded or `deadline` aborts. In-flight transfers are
+   * aborted at the deadline; whatever is not uploaded then is listed in `leftOver`.
+   */
+  async drain(swept: FileInfo[], deadline: AbortSignal): Promise<UploaderReport> {
+    this.startDrain(swept);
     // Failing files are retried at once during the drain: the deadline bounds the effort.
     for (const q of this.queue.values()) q.notBefore = 0;
     this.pump();
