@@ -16,17 +16,15 @@ const COUNTS = [
 function counts(result: ContainerResult): string {
   const summary = result.status?.summary ?? {};
   const totals = new Map<string, number>();
-  // Counts sit at the top of a summary or one level down (per output, per source).
+  // Counts sit at the top of a summary or further down (per output, per source, per folder).
   const add = (key: string, value: unknown) => {
-    if (COUNTS.includes(key) && typeof value === "number")
+    if (COUNTS.includes(key) && typeof value === "number") {
       totals.set(key, (totals.get(key) ?? 0) + value);
-  };
-  for (const [key, value] of Object.entries(summary)) {
-    add(key, value);
-    if (value && typeof value === "object" && !Array.isArray(value)) {
+    } else if (value && typeof value === "object" && !Array.isArray(value)) {
       for (const [inner, v] of Object.entries(value)) add(inner, v);
     }
-  }
+  };
+  add("summary", summary);
   const shown = COUNTS.filter((k) => totals.has(k)).map((k) => `${k}=${totals.get(k)}`);
   if (result.role === "workload") shown.unshift(`output_lines=${result.lines}`);
   return shown.join(" ");
