@@ -1,4 +1,6 @@
-import { rm, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import {
@@ -11,8 +13,15 @@ import {
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BROKEN_FILE, bigFiles, GOOD_FILES, seriesValues, tempDir } from "./fixtures.ts";
-import { testExporter } from "./helpers.ts";
-import { get, promtoolCheck, type Running, startNodeExporter } from "./tools.ts";
+import { eventually, testExporter } from "./helpers.ts";
+import {
+  get,
+  promQuery,
+  promtoolCheck,
+  type Running,
+  startNodeExporter,
+  startPrometheus,
+} from "./tools.ts";
 
 /** Reads `dir` once and serves it; the caller closes the server. */
 async function serveDir(dir: string) {
@@ -143,6 +152,47 @@ describe("scrape server", () => {
     expect(body).toContain('metrics_exporter_textfile_conflicts{kind="duplicate"} 1\n');
     expect(body).toContain("node_textfile_scrape_error 1\n");
   });
+});
+
+describe("a real Prometheus scraping us", () => {
+  it("negotiates OpenMetrics and stores every type as written", async () => {
+    const dir = await tempDir("prometheus");
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    await mkdir(join(dir, "files"));
+    for (const [name, text] of Object.entries(GOOD_FILES))
+      await writeFile(join(dir, "files", name), text);
+    const textfiles = new TextfileDir({ dir: join(dir, "files") });
+    const exposition = new ScrapeExposition();
+    const refreshed = await textfiles.refresh();
+    exposition.update(refreshed.files, refreshed.warnings);
+    const accepts: string[] = [];
+    const server = createServer((req, res) => {
+      accepts.push(String(req.headers.accept));
+      void exposition.handle(req, res);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanup.push(() => new Promise((r) => server.close(() => r())));
+    const { port } = server.address() as AddressInfo;
+    const prometheus = await startPrometheus(`127.0.0.1:${port}`, dir);
+    cleanup.push(() => prometheus.stop());
+
+    const up = await eventually(async () => {
+      const r = await promQuery(prometheus, 'up{job="metrics-exporter"}');
+      return r[0]?.value[1] === "1" ? r : undefined;
+    }, 60_000);
+    expect(up).toHaveLength(1);
+    expect(accepts[0]).toMatch(/^application\/openmetrics-text/);
+    const value = async (q: string) => (await promQuery(prometheus, q))[0]?.value[1];
+    expect(await value('tests_total{result="passed"}')).toBe("1520");
+    // le as written (Prometheus 2 stores it so; rewriting it to 1.0 in OpenMetrics would make a
+    // series whose name depends on the format negotiated).
+    expect(await value('request_seconds_bucket{le="1"}')).toBe("15");
+    expect(await value('rpc_seconds{quantile="0.99"}')).toBe("0.8");
+    expect((await promQuery(prometheus, "last_message_info"))[0]?.metric.text).toBe(
+      'line one\nsaid "hi"',
+    );
+    expect(await value('build_duration_seconds{step="lint"}')).toBe("3");
+  }, 120_000);
 });
 
 describe("the exporter's serve output", () => {

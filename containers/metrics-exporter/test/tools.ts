@@ -2,7 +2,9 @@
 // promtool, for tests and the benchmark. Each instance gets its own throwaway state and is
 // stopped by its `stop()`; nothing relies on the system services the packages install.
 import { type ChildProcess, spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { request } from "undici";
 
@@ -128,4 +130,40 @@ export async function getGzipText(url: string): Promise<string> {
   const res = await request(url, { headers: { "accept-encoding": "gzip" } });
   const raw = Buffer.from(await res.body.arrayBuffer());
   return res.headers["content-encoding"] === "gzip" ? gunzipSync(raw).toString() : raw.toString();
+}
+
+export const PROMETHEUS_BIN = "/usr/bin/prometheus";
+
+/** A Prometheus server scraping `target` (host:port) every second, with a throwaway TSDB. */
+export async function startPrometheus(target: string, dataDir: string): Promise<Running> {
+  const config = join(dataDir, "prometheus.yml");
+  await writeFile(
+    config,
+    [
+      "global: { scrape_interval: 1s, scrape_timeout: 900ms }",
+      "scrape_configs:",
+      "  - job_name: metrics-exporter",
+      `    static_configs: [{ targets: ["${target}"] }]`,
+      "",
+    ].join("\n"),
+  );
+  return startDaemon(
+    PROMETHEUS_BIN,
+    (port) => [
+      `--config.file=${config}`,
+      `--storage.tsdb.path=${join(dataDir, "tsdb")}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    "/-/ready",
+  );
+}
+
+/** Runs an instant query; resolves the result vector. */
+export async function promQuery(
+  prometheus: Running,
+  query: string,
+): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
+  const res = await request(`${prometheus.url}/api/v1/query?query=${encodeURIComponent(query)}`);
+  const body = (await res.body.json()) as { data: { result: never[] } };
+  return body.data.result;
 }
