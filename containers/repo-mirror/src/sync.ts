@@ -43,7 +43,15 @@ export const sync = defineCommand({
         failed: failed.length,
         gc: results.filter((r) => r.gc).length,
         bytes: results.reduce((sum, r) => sum + r.receivedBytes, 0),
-        failures: failed.map((r) => ({ url: r.url, err: r.error })),
+        mirrors: results.map((r) => ({
+          url: r.url,
+          key: r.key,
+          action: r.action,
+          gc: r.gc,
+          bytes: r.receivedBytes,
+          duration_ms: r.durationMs,
+          ...(r.error ? { err: r.error } : {}),
+        })),
       },
     };
   },

@@ -64,7 +64,12 @@ describe("repo-mirror bundle", () => {
   it("syncs, then checks out from the Buildkite env with a cache hit", async () => {
     const s = await run(["sync", "--cache", cache, url]);
     expect(s.code).toBe(0);
-    expect(s.summary?.summary).toMatchObject({ repositories: 1, created: 1, failed: 0 });
+    expect(s.summary?.summary).toMatchObject({
+      repositories: 1,
+      created: 1,
+      failed: 0,
+      mirrors: [{ url, action: "created", gc: false }],
+    });
 
     const dest = join(root, "ws", "build");
     const c = await run(["--cache", cache, "--dest", dest], {
