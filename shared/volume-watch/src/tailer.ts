@@ -126,9 +126,12 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
    * Acknowledges delivery of `batch` up to `upTo` (a line's `offset`; default the whole batch).
    * Acks may come in any order across batches; each file's checkpoint commits the highest
    * offset below which everything is acknowledged. Acking twice is harmless.
-   * @throws when `batch` was not handed out by this tailer
+   * @throws when `batch` was not handed out by this tailer, or `upTo` is not a number
    */
   ack(batch: LineBatch, upTo: number = batch.endOffset): void {
+    if (!Number.isFinite(upTo)) {
+      throw new RangeError(`could not acknowledge up to ${upTo}: expected a line's offset`);
+    }
     const issued = this.issued.get(batch);
     if (!issued) {
       throw new Error(
