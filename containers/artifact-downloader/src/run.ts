@@ -9,7 +9,12 @@ import {
 } from "@buildpod/runtime";
 import { Counter } from "prom-client";
 import { options } from "./config.ts";
-import { type DownloadReport, downloadArtifacts, unmatchedError } from "./download.ts";
+import {
+  type DownloadEvent,
+  type DownloadReport,
+  downloadArtifacts,
+  unmatchedError,
+} from "./download.ts";
 import { startProgress } from "./progress.ts";
 
 type Config = ConfigOf<typeof options>;
@@ -43,7 +48,6 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
     "downloading artifacts",
   );
 
-  const files = metrics(ctx);
   const progress = startProgress(logger, config.progressInterval);
   const started = Date.now();
   let report: DownloadReport;
@@ -60,34 +64,7 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
       retry: ARTIFACT_RETRY,
       signal: ctx.signal,
       onBytes: progress.addBytes,
-      onEvent: (e) => {
-        if (e.type === "searched") {
-          progress.addExpected(e.found);
-          logger.info({ query: e.query, files: e.found }, "searched artifacts");
-        }
-        if (e.type === "duplicate") {
-          logger.warn(
-            { path: e.path, kept: e.kept, dropped: e.dropped },
-            "two artifacts share a path: the newest wins",
-          );
-        }
-        if (e.type === "refused") {
-          files.inc({ result: "refused" });
-          logger.error(
-            { path: e.path },
-            `refused artifact path: ${e.why}; nothing was written for it`,
-          );
-        }
-        if (e.type === "downloaded") {
-          progress.addFile();
-          files.inc({ result: "downloaded" });
-          logger.debug({ path: e.path, bytes: e.bytes }, "downloaded artifact");
-        }
-        if (e.type === "failed") {
-          files.inc({ result: "failed" });
-          logger.error({ path: e.path, err: e.err }, "could not download artifact");
-        }
-      },
+      onEvent: reporter(ctx, progress),
     });
   } catch (err) {
     throw asFailure(err);
@@ -167,13 +144,34 @@ function outcome(
   };
 }
 
-function metrics(ctx: RunContext<Config>) {
-  return new Counter({
+/** Logs each download event, counts it, and feeds the progress lines. */
+function reporter(ctx: RunContext<Config>, progress: ReturnType<typeof startProgress>) {
+  const logger = ctx.logger;
+  const files = new Counter({
     name: "artifact_downloader_files_total",
     help: "artifacts handled, by result: downloaded, failed or refused",
     labelNames: ["result"],
     registers: [ctx.metrics],
   });
+  return (e: DownloadEvent) => {
+    if (e.type === "searched") {
+      progress.addExpected(e.found);
+      logger.info({ query: e.query, files: e.found }, "searched artifacts");
+    } else if (e.type === "duplicate") {
+      const fields = { path: e.path, kept: e.kept, dropped: e.dropped };
+      logger.warn(fields, "two artifacts share a path: the newest wins");
+    } else if (e.type === "refused") {
+      files.inc({ result: "refused" });
+      logger.error({ path: e.path }, `refused artifact path: ${e.why}; nothing was written for it`);
+    } else if (e.type === "downloaded") {
+      progress.addFile();
+      files.inc({ result: "downloaded" });
+      logger.debug({ path: e.path, bytes: e.bytes }, "downloaded artifact");
+    } else {
+      files.inc({ result: "failed" });
+      logger.error({ path: e.path, err: e.err }, "could not download artifact");
+    }
+  };
 }
 
 function asFailure(err: unknown): unknown {
