@@ -213,7 +213,7 @@ describe("TLS with the configured CA, and basic auth", () => {
 describe("the exporter's push output", () => {
   it("pushes on change, strips timestamps with a warning, deletes the group at the end when told", async () => {
     const root = await tempDir("push");
-    const { exporter, lines } = await testExporter(root, {
+    const { exporter, lines, metrics } = await testExporter(root, {
       push: {
         target: {
           url: gateway.url,
@@ -247,6 +247,9 @@ describe("the exporter's push output", () => {
         deleted: true,
         rejected: 0,
       });
+      const own = await metrics.metrics();
+      expect(own).toMatch(/metrics_exporter_pushes_total\{result="ok"\} [2-9]/);
+      expect(own).toContain('metrics_exporter_series{dir="prometheus-push"} 1');
       await eventually(async () =>
         (await findGroup("exporter-e2e")) === undefined ? true : undefined,
       );
