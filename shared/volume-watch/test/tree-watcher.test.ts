@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { appendFileSync, mkdirSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
 import path from "node:path";
 import {
   type FileInfo,
@@ -13,8 +14,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { eventually, scratchDir } from "./helpers.ts";
 
 const watchers: TreeWatcher[] = [];
+const servers: Server[] = [];
 afterEach(async () => {
   await Promise.all(watchers.splice(0).map((w) => w.close()));
+  await Promise.all(servers.splice(0).map((s) => new Promise((resolve) => s.close(resolve))));
 });
 
 function track(watcher: TreeWatcher) {
@@ -153,9 +156,12 @@ describe("TreeWatcher", () => {
     await handle.close();
   });
 
-  it("skips a FIFO without opening it (which would block)", async () => {
+  it("skips a FIFO without opening it (which would block), and a socket", async () => {
     const { root } = scratchDir();
     mkfifo(path.join(root, "pipe"));
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(path.join(root, "sock"), resolve));
+    servers.push(server);
     writeFileSync(path.join(root, "file.txt"), "");
     const watcher = new TreeWatcher({ root, rescanIntervalMs: 0 });
     const seen = track(watcher);
@@ -167,6 +173,7 @@ describe("TreeWatcher", () => {
     expect(seen.warnings.map((w) => [w.code, w.path]).sort()).toEqual([
       ["special-file", "pipe"],
       ["special-file", "pipe2"],
+      ["special-file", "sock"],
     ]);
     expect((await walkAll({ root })).map((f) => f.path)).toEqual(["file.txt"]);
     await expect(openInsideRoot(root, "pipe")).rejects.toThrow(/not a regular file/);
