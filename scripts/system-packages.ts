@@ -1,13 +1,14 @@
 /**
  * Makes sure the Debian packages the tests run against (git with `git daemon`, the Prometheus
  * Pushgateway, node_exporter, promtool, ...) are installed. The list is `.ci/apt-packages`, one
- * name a line; scripts under `scripts/ci/` handle what apt cannot install side by side.
+ * name a line. (What only the benchmarks need, such as the peer log shippers, the benchmarks
+ * install themselves through `scripts/ci/`.)
  *
  *   node scripts/system-packages.ts          install what is missing (needs root and apt-get)
  *   node scripts/system-packages.ts --check  only report what is missing; exit 1 if anything is
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -53,13 +54,6 @@ function install(missing: string[]): void {
   }
 }
 
-function runCiScripts(): void {
-  const dir = path.join(ROOT, "scripts", "ci");
-  if (!existsSync(dir)) return;
-  for (const name of readdirSync(dir).filter((n) => n.endsWith(".sh")).sort()) {
-    execFileSync("bash", [path.join(dir, name)], { stdio: "inherit" });
-  }
-}
 
 if (import.meta.main) {
   const missing = missingPackages(wantedPackages());
@@ -68,5 +62,4 @@ if (import.meta.main) {
     process.exit(missing.length > 0 ? 1 : 0);
   }
   if (missing.length > 0) install(missing);
-  runCiScripts();
 }
