@@ -74,15 +74,24 @@ function runBundle(bundle: string, args: string[], env: Record<string, string>):
   });
 }
 
-/** Runs a command to completion and returns its wall time in ms; throws on failure. */
-function timed(argv: string[], cwd?: string): number {
-  const start = performance.now();
-  const r = spawnSync(argv[0] as string, argv.slice(1), { cwd, encoding: "utf8" });
-  const ms = performance.now() - start;
-  if (r.status !== 0) {
-    throw new Error(`${argv.join(" ")} failed (${r.status}): ${(r.stderr || "").slice(-2000)}`);
-  }
-  return ms;
+/**
+ * Runs a command to completion and returns its wall time in ms; throws on failure. Never
+ * spawnSync: the fake serving curl lives in this process's event loop.
+ */
+function timed(argv: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (c: Buffer) => {
+      err += c.toString();
+    });
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      if (code === 0) resolve(performance.now() - start);
+      else reject(new Error(`${argv.slice(0, 3).join(" ")} failed (${code}): ${err.slice(-2000)}`));
+    });
+  });
 }
 
 async function makeData(dir: string) {
@@ -161,7 +170,7 @@ async function curlUpload(bk: FakeBuildkite, root: string, files: string[]): Pro
   }
   const config = path.join(tmpdir(), `bench-curl-${process.pid}.cfg`);
   writeFileSync(config, `${lines.join("\n")}\n`);
-  const ms = timed(["curl", "-K", config]);
+  const ms = await timed(["curl", "-K", config]);
   await rm(config);
   return ms;
 }
@@ -183,7 +192,7 @@ async function curlDownload(bk: FakeBuildkite, jobId: string, dest: string): Pro
   }
   const config = path.join(tmpdir(), `bench-curl-dl-${process.pid}.cfg`);
   writeFileSync(config, `${lines.join("\n")}\n`);
-  const ms = timed(["curl", "-K", config]);
+  const ms = await timed(["curl", "-K", config]);
   await rm(config);
   return ms;
 }
@@ -219,11 +228,11 @@ async function main() {
 
     // The limit: hashing as the protocol needs it, plus curl doing the transfers.
     log("limit: sha1sum, sha256sum, curl...");
-    const sha1Big = timed(["sha1sum", ...bigFiles]);
-    const sha256Big = timed(["sha256sum", ...bigFiles]);
+    const sha1Big = await timed(["sha1sum", ...bigFiles]);
+    const sha256Big = await timed(["sha256sum", ...bigFiles]);
     const curlUpBig = await curlUpload(bk, data.big, bigFiles);
-    const sha1Small = timed(["sha1sum", ...smallFiles]);
-    const sha256Small = timed(["sha256sum", ...smallFiles]);
+    const sha1Small = await timed(["sha1sum", ...smallFiles]);
+    const sha256Small = await timed(["sha256sum", ...smallFiles]);
     const curlUpSmall = await curlUpload(bk, data.small, smallFiles);
 
     // Ours, upload.
@@ -239,9 +248,9 @@ async function main() {
     // Limit and ours, download.
     log("limit: curl downloads; ours: downloader...");
     const curlDownBig = await curlDownload(bk, bigJob, path.join(work, "curl-big"));
-    const sha256DownBig = timed(["sha256sum", ...bigFiles]);
+    const sha256DownBig = await timed(["sha256sum", ...bigFiles]);
     const curlDownSmall = await curlDownload(bk, smallJob, path.join(work, "curl-small"));
-    const sha256DownSmall = timed(["sha256sum", ...smallFiles]);
+    const sha256DownSmall = await timed(["sha256sum", ...smallFiles]);
     const dl = bundles["artifact-downloader"] as string;
     const downBig = await download(dl, bk, "large-*.bin", path.join(work, "ours-big"));
     const downSmall = await download(dl, bk, "dir-*/*.txt", path.join(work, "ours-small"));
