@@ -37,8 +37,8 @@ const CHECKS = [
   "every artifact arrived with its sha256",
   "served metrics scraped once by the run",
 ];
-// What fixtures/local-run/workload.sh prints besides its OUTPUT_LINES lines: the commit line,
-// the previous build's report line and, when it is not killed, the closing line.
+// What fixtures/local-run/workload.sh prints to stdout besides its OUTPUT_LINES lines: the
+// commit line and the previous build's report line; then a closing line, unless it is killed.
 const HEADER_LINES = 2;
 const KILLED = "still running at the end of the grace period, SIGKILL";
 const RUN_TIMEOUT = 180_000;
@@ -273,10 +273,10 @@ function volume(out: RunOutput, name: string, ...rest: string[]): string {
  *
  * TODO(#8): one exception, in classic mode. Classic sidecars stop as soon as the wrapped
  * workload writes the marker, and the run scrapes only once the workload has exited, so whether
- * metrics-exporter still answers then is a race the run mostly loses (in a cluster Prometheus
- * loses it as well). Until metrics-exporter serves through its drain, or the run scrapes while
- * the workload runs, that check may fail in classic mode, and then only because the endpoint
- * was gone or not yet serving the workload's file, which also makes the run's exit code 1.
+ * metrics-exporter still answers then is a race the run loses in practice (in a cluster
+ * Prometheus loses it as well). Until metrics-exporter serves through its drain, or the run
+ * scrapes while the workload runs, that check may fail in classic mode, and then only because
+ * the endpoint was gone or not yet serving the workload's file; the run's exit code is then 1.
  * `strict` allows no exception.
  */
 function expectEveryCheckPassed(out: RunOutput, linesWritten: number, mode: Mode | "strict"): void {
@@ -354,6 +354,9 @@ describe.each<Mode>(["native", "classic"])("buildpod run, %s sidecars", (mode) =
       // Nothing to download on a first run; it says so instead of failing.
       expect(first.rows.get("artifact-downloader")?.counts.downloaded).toBe(0);
       expect(first.stdout).toContain("note artifacts: first run");
+      // The workload built the commit repo-mirror checked out: origin's HEAD.
+      const head = git(path.join(c.dir, "origin"), "rev-parse", "HEAD");
+      expect(sinkRecords(first, `building ${head}: add the program`)).toHaveLength(1);
       // The sink holds each line once, with the description's labels.
       const last = sinkRecords(first, `compile unit_${lines}.c: ok`);
       expect(last).toHaveLength(1);
