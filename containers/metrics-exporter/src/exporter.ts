@@ -190,7 +190,7 @@ export class Exporter {
       debounceMs: push.debounceMs,
       retry: { minMs: 500, maxMs: 30_000 },
     });
-    const url = pusher.client.url.href;
+    const url = redactedUrl(pusher.client.url);
     pusher.on("pushed", (p) => {
       this.pushes++;
       this.m.push("ok");
@@ -225,7 +225,9 @@ export class Exporter {
     if (result.delivered && push.retention === "delete") {
       await sleep(push.deleteAfterMs, signal);
       deleted = !signal.aborted && (await pusher.remove(signal));
-      if (deleted) this.log.info({ url: pusher.client.url.href }, "deleted the pushgateway group");
+      if (deleted) {
+        this.log.info({ url: redactedUrl(pusher.client.url) }, "deleted the pushgateway group");
+      }
     }
     summary.pushgateway = {
       pushes: this.pushes,
@@ -385,6 +387,14 @@ function finalState<T extends RefreshResult["files"][number]>(f: T): T {
   const message =
     "the file was still incomplete at the end of the job (no final newline or being written); write a temporary file and rename it into place";
   return { ...f, problems: [{ file: f.path, line: 0, message, incomplete: true }] };
+}
+
+/** The URL for logs: a password written into it (`https://user:pass@host`) is not shown. */
+function redactedUrl(url: URL): string {
+  if (url.password === "") return url.href;
+  const copy = new URL(url.href);
+  copy.password = "redacted";
+  return copy.href;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -132,6 +132,19 @@ function pushOptions(
       return "";
     }
   };
+  // Credentials belong in basicAuth.passwordFile, not in a ConfigMap: refused without echoing.
+  const url = new URL(pg.url);
+  if (url.username !== "" || url.password !== "") {
+    url.username = "";
+    url.password = "";
+    problems.push({
+      key: "pushgateway.url",
+      source: { kind: "file", name: path },
+      expected: "a URL without user or password",
+      received: `${url.href} with credentials (not shown)`,
+      hint: "give them in basicAuth with passwordFile",
+    });
+  }
   const grouping = Object.entries(pg.grouping).map(
     ([label, from]) => [label, groupingValue(from, env)] as const,
   );

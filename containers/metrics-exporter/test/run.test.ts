@@ -112,6 +112,19 @@ describe("exporterOptions", () => {
     expect(problems.join("\n")).toContain("retension");
   });
 
+  it("refuses credentials written into the Pushgateway URL", async () => {
+    const file = join(lifecycleDir, "creds.yaml");
+    await writeFile(file, "pushgateway:\n  url: https://ci:hunter2@pushgateway:9091\n");
+    let message = "";
+    try {
+      exporterOptions(ctx({ pushConfig: file }));
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain("basicAuth with passwordFile");
+    expect(message).not.toContain("hunter2");
+  });
+
   it("lists every problem at once: a missing password file, a unix:// DogStatsD URL", async () => {
     const file = join(lifecycleDir, "nopass.yaml");
     await writeFile(
