@@ -7,7 +7,7 @@ import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { ConfigOf } from "@buildpod/config";
 import {
-  createLogger,
+  addSecrets,
   defineCommand,
   ExitCode,
   type Finished,
@@ -64,12 +64,12 @@ async function loadJob(ctx: Ctx): Promise<Job> {
 
 /**
  * The runtime's logger scrubs the secrets it loaded; a token read from the env dir and the
- * values named by --scrub-env are not among them, so they get a logger of their own.
+ * values named by --scrub-env are added to it, so every line from here on is scrubbed of them,
+ * the runtime's own summary line included.
  */
 function scrubbingLogger(ctx: Ctx, job: Job): Logger {
-  const extra = secretsOf(ctx, job);
-  if (extra.length === 0) return ctx.logger;
-  return createLogger({ component: "agent-injector", level: ctx.common.logLevel, secrets: extra });
+  addSecrets(ctx.logger, secretsOf(ctx, job));
+  return ctx.logger;
 }
 
 function secretsOf(ctx: Ctx, job: Job): string[] {

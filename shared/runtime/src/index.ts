@@ -32,5 +32,11 @@ export {
   readMarker,
   writeMarker,
 } from "./lifecycle/index.ts";
-export { createLogger, type Logger, type LoggerOptions, secretScrubber } from "./logger.ts";
+export {
+  addSecrets,
+  createLogger,
+  type Logger,
+  type LoggerOptions,
+  secretScrubber,
+} from "./logger.ts";
 export { type StatusRecord, writeFileAtomic, writeStatus } from "./status.ts";

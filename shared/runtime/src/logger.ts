@@ -21,11 +21,19 @@ const REDACTED = "[redacted]";
  * serialised line itself, so a token that slipped into an error message is still not printed.
  */
 export function createLogger(options: LoggerOptions): Logger {
-  const secrets = [...new Set(options.secrets ?? [])].filter((s) => s.length >= 4);
-  const scrub = secretScrubber(secrets);
-  const target = options.destination ?? pino.destination({ dest: 1, sync: true });
-  const stream = scrub ? scrubbingStream(target as NodeJS.WritableStream, scrub) : target;
-  return pino(
+  const secrets = new Set<string>();
+  let scrub: ((line: string) => string) | undefined;
+  const target = (options.destination ??
+    pino.destination({ dest: 1, sync: true })) as NodeJS.WritableStream;
+  const stream = new Writable({
+    decodeStrings: false,
+    write(chunk: string | Buffer, _encoding, callback) {
+      const line = chunk.toString();
+      target.write(scrub ? scrub(line) : line);
+      callback();
+    },
+  });
+  const logger = pino(
     {
       level: options.level ?? "info",
       base: { component: options.component },
@@ -35,8 +43,25 @@ export function createLogger(options: LoggerOptions): Logger {
       formatters: { level: (label) => ({ level: label }) },
       serializers: { err: pino.stdSerializers.err },
     },
-    stream as pino.DestinationStream,
+    stream,
   );
+  scrubbers.set(logger, (values) => {
+    // Very short values would scrub ordinary words; a secret is never that short.
+    for (const value of values) if (value.length >= 4) secrets.add(value);
+    scrub = secretScrubber([...secrets]);
+  });
+  addSecrets(logger, options.secrets ?? []);
+  return logger;
+}
+
+const scrubbers = new WeakMap<Logger, (values: readonly string[]) => void>();
+
+/**
+ * Adds secrets a program learned after its logger was made (a token read from a file written
+ * by another container): from now on they are scrubbed from every line, the summary included.
+ */
+export function addSecrets(logger: Logger, values: readonly string[]): void {
+  scrubbers.get(logger)?.(values);
 }
 
 /** A function replacing every secret (and its JSON-escaped form) in a line, or undefined. */
@@ -54,14 +79,4 @@ export function secretScrubber(secrets: readonly string[]): ((line: string) => s
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
-function scrubbingStream(target: NodeJS.WritableStream, scrub: (line: string) => string): Writable {
-  return new Writable({
-    decodeStrings: false,
-    write(chunk: string | Buffer, _encoding, callback) {
-      target.write(scrub(chunk.toString()));
-      callback();
-    },
-  });
 }
