@@ -24,11 +24,12 @@ export async function prepare(
   root: string,
   file: FileInfo,
   contentTypeOverride?: string,
+  signal?: AbortSignal,
 ): Promise<Prepared> {
   const opened = await openInsideRoot(root, file.path);
   const { handle } = opened;
   try {
-    const digest = await digestHandle(handle, opened.info.size);
+    const digest = await digestHandle(handle, opened.info.size, signal);
     const source: UploadSource = {
       path: file.path,
       absolutePath: file.absolutePath,

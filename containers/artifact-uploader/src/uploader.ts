@@ -231,7 +231,8 @@ export class Uploader {
   /** Opens and hashes one file; undefined when it vanished or was refused (both reported). */
   private async open(q: Queued): Promise<(Prepared & { q: Queued }) | undefined> {
     try {
-      return { ...(await prepare(this.o.root, q.file, this.o.contentType)), q };
+      const prepared = await prepare(this.o.root, q.file, this.o.contentType, this.stop.signal);
+      return { ...prepared, q };
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === "ENOENT") {

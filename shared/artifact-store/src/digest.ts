@@ -28,14 +28,20 @@ export async function digestStream(stream: Readable): Promise<Digest> {
 /**
  * Hashes an open file from its start through positional reads into one reused buffer, sized
  * to the expected size (`sizeHint`, from fstat) so that small files cost one small read. A
- * short read is taken as the end of the file: callers hash files that are complete.
+ * short read is taken as the end of the file: callers hash files that are complete. Aborting
+ * `signal` stops between chunks (a drain deadline must not wait for a 5 GiB file's sums).
  */
-export async function digestHandle(handle: FileHandle, sizeHint = READ_CHUNK): Promise<Digest> {
+export async function digestHandle(
+  handle: FileHandle,
+  sizeHint = READ_CHUNK,
+  signal?: AbortSignal,
+): Promise<Digest> {
   const sha1 = createHash("sha1");
   const sha256 = createHash("sha256");
   const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(sizeHint + 1, 16 * 1024)));
   let size = 0;
   for (;;) {
+    signal?.throwIfAborted();
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, size);
     if (bytesRead === 0) break;
     const chunk = buffer.subarray(0, bytesRead);
