@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, rename, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 
 /** What every container records at exit: one JSON line on stdout and the status file. */
 export interface StatusRecord {
@@ -37,15 +37,37 @@ export async function writeStatus(
   return path;
 }
 
-/** Writes a whole file so that readers see either the old content or the new, never a part. */
+/**
+ * Writes a whole file so that readers see either the old content or the new, never a part: a
+ * temp file beside it is written, fsynced and renamed over the target (rename is atomic within
+ * one filesystem, POSIX rename(2)); the directory is then fsynced so the rename survives a crash.
+ */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644) {
-  const temp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
-  const handle = await open(temp, "w", mode);
+  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await open(temp, "wx", mode);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
   }
-  await rename(temp, path);
+  await syncDirectory(dirname(path));
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  // Some filesystems refuse fsync on a directory (EINVAL, EISDIR); the rename is done by then.
+  try {
+    const handle = await open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {}
 }

@@ -1,7 +1,7 @@
-import { randomBytes } from "node:crypto";
 import { type FSWatcher, watch } from "node:fs";
-import { open, readFile, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { readFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { writeFileAtomic } from "../status.ts";
 import type { LifecycleLogger } from "./types.ts";
 
 /**
@@ -46,34 +46,11 @@ export async function writeMarker(file: string, exitCode: number): Promise<void>
   if (!Number.isInteger(exitCode)) {
     throw new TypeError(`could not write marker ${file}: exit code must be an integer`);
   }
-  const dir = dirname(file);
-  const temp = join(dir, `.${basename(file)}.${randomBytes(6).toString("hex")}.tmp`);
   try {
-    const handle = await open(temp, "wx", 0o644);
-    try {
-      await handle.writeFile(`${exitCode}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, file);
+    await writeFileAtomic(file, `${exitCode}\n`);
   } catch (err) {
-    await rm(temp, { force: true });
     throw new Error(`could not write marker ${file}: ${(err as Error).message}`, { cause: err });
   }
-  await syncDirectory(dir);
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  // Some filesystems refuse fsync on a directory (EINVAL, EISDIR); the rename is done by then.
-  try {
-    const handle = await open(dir, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {}
 }
 
 export interface MarkerWatchOptions {
