@@ -43,8 +43,11 @@ const HEADER_LINES = 2;
 const KILLED = "still running at the end of the grace period, SIGKILL";
 const RUN_TIMEOUT = 180_000;
 
-const temp = mkdtempSync(path.join(tmpdir(), "buildpod-local-run-"));
-afterAll(() => rmSync(temp, { recursive: true, force: true }));
+// Made by the first case that runs, so that a run whose filter selects none leaves nothing.
+let temp = "";
+afterAll(() => {
+  if (temp) rmSync(temp, { recursive: true, force: true });
+});
 
 // The project's test command builds the bundles first; a lone `vitest run` of this file may
 // find them missing or older than the sources, and builds them itself.
@@ -133,6 +136,7 @@ let cases = 0;
 
 /** A fresh folder with a generated repository and the fixture description, edited. */
 function newCase(edit: (spec: Spec) => void = () => {}): Case {
+  temp ||= mkdtempSync(path.join(tmpdir(), "buildpod-local-run-"));
   const dir = path.join(temp, `case-${++cases}`);
   makeOrigin(path.join(dir, "origin"));
   const description = parse(readFileSync(path.join(FIXTURE, "build-environment.yaml"), "utf8"));
