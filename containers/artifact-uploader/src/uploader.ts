@@ -69,6 +69,8 @@ export class Uploader {
   };
   private readonly stop = new AbortController();
   private active = 0;
+  /** Whether a queued file waits for a retry time (see scheduleWake). */
+  private delayed = false;
   private draining = false;
   private wake?: NodeJS.Timeout;
   private idle = Promise.withResolvers<void>();
@@ -195,12 +197,21 @@ export class Uploader {
     return batch;
   }
 
-  /** Wakes the pump when the earliest delayed retry becomes due. */
+  /**
+   * Wakes the pump when the earliest delayed retry becomes due. Only retries are delayed, so
+   * the queue is scanned only while some exist (a scan per pump would be quadratic).
+   */
   private scheduleWake(): void {
+    if (!this.delayed) return;
     clearTimeout(this.wake);
-    const times = [...this.queue.values()].map((q) => q.notBefore);
-    if (times.length === 0) return;
-    const wait = Math.max(10, Math.min(...times) - Date.now());
+    const now = Date.now();
+    let earliest = Number.POSITIVE_INFINITY;
+    for (const q of this.queue.values()) {
+      if (q.notBefore > now) earliest = Math.min(earliest, q.notBefore);
+    }
+    this.delayed = earliest !== Number.POSITIVE_INFINITY;
+    if (!this.delayed) return;
+    const wait = Math.max(10, earliest - now);
     this.wake = setTimeout(() => this.pump(), wait);
     this.wake.unref();
   }
@@ -285,5 +296,6 @@ export class Uploader {
     this.newer.delete(path);
     const delay = this.draining ? Math.min(this.o.retryDelayMs, 1_000) : this.o.retryDelayMs;
     this.queue.set(path, { file, notBefore: Date.now() + delay, reupload: q.reupload });
+    this.delayed = true;
   }
 }
