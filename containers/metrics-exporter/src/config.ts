@@ -99,6 +99,12 @@ export const options = {
     description: "how long a file may lack its final newline before that counts as an error",
     metavar: "DURATION",
   }),
+  finalScrapeWait: option({
+    schema: duration.prefault("10s"),
+    description:
+      "after the workload finished, keep serving until one scrape saw the last files (at most this long, within the drain); 0 stops at once",
+    metavar: "DURATION",
+  }),
   rescanInterval: option({
     schema: duration.prefault("10s"),
     description: "full rescan of the root, in case file events were missed",

@@ -43,6 +43,8 @@ export interface ExporterOptions {
   datadog?: { sink: DatadogSink; mapping: MappingOptions; intervalMs: number };
   incompleteGraceMs: number;
   rescanIntervalMs: number;
+  /** How long the drain keeps serving for one scrape of the final exposition; 0: no wait. */
+  finalScrapeWaitMs?: number;
   logger: Logger;
   metrics: Registry;
 }
@@ -169,9 +171,27 @@ export class Exporter {
       if (broken.length > 0 || out.conflicts.length > 0) codes.push(ExitCode.REJECTED);
     }
     const summary: Record<string, unknown> = { dirs };
+    if (this.server) summary.final_scrape = await this.awaitFinalScrape(signal);
     if (this.pusher) codes.push(await this.drainPush(signal, summary));
     if (this.forwarder) codes.push(await this.drainDatadog(signal, summary));
     return { exitCode: worstExitCode(...codes), summary };
+  }
+
+  /**
+   * A workload often writes its metrics last, just before it exits; without this the drain
+   * would stop serving before any scraper saw them. Waits until one scrape was served after
+   * the final refresh, bounded by `finalScrapeWaitMs` and the drain deadline. A scraper that
+   * never comes costs that wait and nothing else: the summary says whether one came.
+   */
+  private async awaitFinalScrape(signal: AbortSignal): Promise<boolean> {
+    const waitMs = this.opts.finalScrapeWaitMs ?? 0;
+    if (waitMs <= 0) return this.exposition.scrapedSinceUpdate();
+    const bounded = AbortSignal.any([signal, AbortSignal.timeout(waitMs)]);
+    const scraped = await this.exposition.waitForScrape(bounded);
+    const fields = { wait_ms: waitMs, scrapes: this.exposition.scrapes };
+    if (scraped) this.log.info(fields, "the final metrics were scraped");
+    else this.log.info(fields, "no scrape of the final metrics came within the wait");
+    return scraped;
   }
 
   /** Stops serving and closes connections. Idempotent. */

@@ -42,6 +42,7 @@ export function exporterOptions(ctx: RunContext<Config>): ExporterOptions {
     root: config.root,
     incompleteGraceMs: config.incompleteGrace,
     rescanIntervalMs: config.rescanInterval,
+    finalScrapeWaitMs: config.finalScrapeWait,
     logger: ctx.logger,
     metrics: ctx.metrics,
   };

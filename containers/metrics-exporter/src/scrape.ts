@@ -99,6 +99,10 @@ export class ScrapeExposition {
   private openMetrics: Body | undefined;
   /** Counts scrapes served, for tests and our own metrics. */
   scrapes = 0;
+  /** Bumped by every update; `scrapedVersion` is the version the last scrape served. */
+  private version = 0;
+  private scrapedVersion = -1;
+  private readonly scrapeWaiters = new Set<() => void>();
 
   constructor() {
     this.update([], []);
@@ -106,6 +110,7 @@ export class ScrapeExposition {
 
   /** Merges the files' families under the conflict rule and renders the text format. */
   update(files: readonly TextFile[], listingWarnings: readonly string[]): UpdateReport {
+    this.version++;
     const used = files.filter((f) => f.status === "ok" || f.status === "stale");
     const reserved: Conflict[] = [];
     const merged = mergeFiles([
@@ -122,6 +127,28 @@ export class ScrapeExposition {
     this.openMetrics = undefined;
     const series = this.families.reduce((n, f) => n + f.samples.length, 0);
     return { conflicts: merged.conflicts, problems, series };
+  }
+
+  /** Whether a scrape was served since the last update. */
+  scrapedSinceUpdate(): boolean {
+    return this.scrapedVersion === this.version;
+  }
+
+  /** Resolves true once a scrape serves the current version, false when `signal` aborts first. */
+  async waitForScrape(signal: AbortSignal): Promise<boolean> {
+    while (!this.scrapedSinceUpdate()) {
+      if (signal.aborted) return false;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.scrapeWaiters.delete(wake);
+          signal.removeEventListener("abort", wake);
+          resolve();
+        };
+        this.scrapeWaiters.add(wake);
+        signal.addEventListener("abort", wake, { once: true });
+      });
+    }
+    return true;
   }
 
   /** The body for an Accept header (OpenMetrics rendered on first demand after a change). */
@@ -166,6 +193,8 @@ export class ScrapeExposition {
     }
     headers["content-length"] = String(parts.reduce((n, p) => n + p.length, 0));
     this.scrapes++;
+    this.scrapedVersion = this.version;
+    for (const wake of this.scrapeWaiters) wake();
     res.writeHead(200, headers);
     if (req.method === "HEAD") {
       res.end();

@@ -30,6 +30,7 @@ const DEFAULTS: Config = {
   datadogTimeout: 10_000,
   incompleteGrace: 5000,
   rescanInterval: 10_000,
+  finalScrapeWait: 10_000,
 };
 
 let lifecycleDir: string;

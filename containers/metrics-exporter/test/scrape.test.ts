@@ -39,6 +39,26 @@ afterAll(async () => {
 });
 
 describe("scrape server", () => {
+  it("tells whether a scrape served the latest update, and waits for one", async () => {
+    const dir = await tempDir("final-scrape");
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, "a.prom"), "# TYPE job_done gauge\njob_done 1\n");
+    const { exposition, server, url } = await serveDir(dir);
+    cleanup.push(() => server.close());
+
+    expect(exposition.scrapedSinceUpdate()).toBe(false);
+    expect(await exposition.waitForScrape(AbortSignal.timeout(200))).toBe(false);
+
+    const waiting = exposition.waitForScrape(AbortSignal.timeout(30_000));
+    const res = await request(url);
+    expect(await res.body.text()).toContain("job_done 1");
+    expect(await waiting).toBe(true);
+
+    // A new update needs a new scrape.
+    exposition.update([], []);
+    expect(exposition.scrapedSinceUpdate()).toBe(false);
+  });
+
   it("serves merged files with the 0.0.4 content type, mtime and scrape-error gauges", async () => {
     const dir = await tempDir("serve");
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
