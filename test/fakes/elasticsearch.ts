@@ -49,6 +49,8 @@ export class FakeElasticsearch {
   readonly attempts = new Map<string, number>();
   /** Every `_bulk` request: how many items it carried and the status it got. */
   readonly requests: { path: string; items: number; status: number }[] = [];
+  /** The `authorization` header of every request (undefined when absent). */
+  readonly authorizations: (string | undefined)[] = [];
   #autoId = 0;
 
   constructor(options: FakeElasticsearchOptions = {}) {
@@ -77,6 +79,7 @@ export class FakeElasticsearch {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
     const body = await readBody(req);
+    this.authorizations.push(req.headers.authorization);
     if (url.pathname === "/" && (req.method === "GET" || req.method === "HEAD")) {
       reply(res, 200, { name: "fake", cluster_name: "fake", version: { number: "9.1.0" } });
       return;

@@ -219,4 +219,31 @@ describe("log-exporter with elasticsearch", () => {
     expect(docs(es)[0]).toMatchObject({ message: "the only line", log: { offset: 0 } });
     expect(es.documents("logs").size).toBe(1);
   });
+
+  it("sends basic auth read from the password file and never prints the password", async () => {
+    const es = await startFakeElasticsearch();
+    fakes.push(es);
+    const ws = workspace();
+    writeFileSync(join(ws.dir, "password"), "pa55-w0rd\n");
+    const sinks = sinksFile(ws.dir, {
+      type: "elasticsearch",
+      nodes: [es.url],
+      index: "logs",
+      username: "shipper",
+      passwordFile: join(ws.dir, "password"),
+    });
+    writeFileSync(join(ws.logs, "a.log"), "secret-free line\n");
+    const run = startExporter([...baseArgs(ws, sinks), "--print-config"]);
+    expect(await run.exited).toBe(0);
+    const second = startExporter(baseArgs(ws, sinks));
+    await waitFor(() => es.documents("logs").size === 1, "the line");
+    finishWorkload(ws.lifecycle);
+    expect(await second.exited).toBe(0);
+    const expected = `Basic ${Buffer.from("shipper:pa55-w0rd").toString("base64")}`;
+    expect(es.authorizations.filter((a) => a !== undefined)).not.toHaveLength(0);
+    expect(es.authorizations.every((a) => a === expected)).toBe(true);
+    for (const out of [run.stdout(), run.stderr(), second.stdout(), second.stderr()]) {
+      expect(out).not.toContain("pa55-w0rd");
+    }
+  });
 });

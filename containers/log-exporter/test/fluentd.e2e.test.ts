@@ -1,5 +1,6 @@
 // End-to-end: the exporter against the fake fluentd forward server (acks, handshake, restarts).
-import { appendFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type FakeFluentd, startFakeFluentd } from "../../../test/fakes/fluentd.ts";
@@ -97,5 +98,47 @@ describe("log-exporter with fluentd", () => {
     for (const phase of ["before", "during", "after"]) {
       for (let i = 0; i < 20; i++) expect(distinct.has(`${phase} ${i}`)).toBe(true);
     }
+  });
+
+  it("connects with TLS, trusting the CA file", async () => {
+    const ws = workspace();
+    const key = join(ws.dir, "key.pem");
+    const cert = join(ws.dir, "cert.pem");
+    // A self-signed certificate for 127.0.0.1 (openssl is in .ci/apt-packages).
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+      ],
+      { stdio: "ignore" },
+    );
+    fluentd = await startFakeFluentd({ tls: { key: readFileSync(key), cert: readFileSync(cert) } });
+    const sinks = sinksFile(ws.dir, {
+      type: "fluentd",
+      host: "127.0.0.1",
+      port: fluentd.port,
+      tls: true,
+      caFile: cert,
+    });
+    writeFileSync(join(ws.logs, "a.log"), "over tls\n");
+    const run = startExporter(baseArgs(ws, sinks));
+    await waitFor(() => fluentd?.events.length === 1, "the event");
+    finishWorkload(ws.lifecycle);
+    expect(await run.exited).toBe(0);
+    expect(messages(fluentd)).toEqual(["over tls"]);
   });
 });
