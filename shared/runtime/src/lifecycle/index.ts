@@ -1,5 +1,5 @@
 import { type MarkerContent, watchMarker } from "./marker.ts";
-import { type ContainerTermination, PodWatch, type PodWatchTarget } from "./pod-watch.ts";
+import type { ContainerTermination, PodWatch, PodWatchTarget } from "./pod-watch.ts";
 import { type StopSignal, watchSignals } from "./signals.ts";
 import type { Finished, Lifecycle, LifecycleLogger } from "./types.ts";
 
@@ -10,7 +10,7 @@ export {
   type ResolvedLifecycleOptions,
   resolveLifecycleOptions,
 } from "./options.ts";
-export { type ContainerTermination, KubernetesApiError, type PodWatchTarget } from "./pod-watch.ts";
+export type { ContainerTermination, PodWatchTarget } from "./pod-watch.ts";
 export type { Finished, Lifecycle, LifecycleLogger } from "./types.ts";
 
 export interface LifecycleOptions {
@@ -61,6 +61,7 @@ class SidecarLifecycle implements Lifecycle {
   #stopping: Promise<void> | undefined;
   #marker: { close(): void } | undefined;
   #pod: PodWatch | undefined;
+  #podLoading: Promise<void> | undefined;
   #signals: { close(): void } | undefined;
 
   constructor(opts: LifecycleOptions) {
@@ -123,7 +124,8 @@ class SidecarLifecycle implements Lifecycle {
     if (!this.#stopping) {
       clearInterval(this.#keepAlive);
       this.#marker?.close();
-      this.#stopping = this.#pod?.close() ?? Promise.resolve();
+      // A pod watch still being loaded is never started (see #watchPod).
+      this.#stopping = (this.#podLoading ?? Promise.resolve()).then(() => this.#pod?.close());
     }
     return this.#stopping;
   }
@@ -161,10 +163,15 @@ class SidecarLifecycle implements Lifecycle {
   }
 
   #watchPod(target: PodWatchTarget): void {
-    this.#pod = new PodWatch({
-      ...target,
-      logger: this.#logger,
-      onTerminated: (termination) => this.#finish(podOutcome(termination)),
+    // Loaded on demand: the pod watch's HTTP client is a large part of a container's start-up
+    // memory, and only sidecars told to watch the pod need it.
+    this.#podLoading = import("./pod-watch.ts").then(({ PodWatch }) => {
+      if (this.#stopping) return;
+      this.#pod = new PodWatch({
+        ...target,
+        logger: this.#logger,
+        onTerminated: (termination) => this.#finish(podOutcome(termination)),
+      });
     });
   }
 }
