@@ -273,32 +273,20 @@ function volume(out: RunOutput, name: string, ...rest: string[]): string {
 // Assertions shared by the cases
 
 /**
- * Every check ran and passed; the log check counted exactly the lines the workload wrote.
- *
- * TODO(#8): one exception, in classic mode. Classic sidecars stop as soon as the wrapped
- * workload writes the marker, and the run scrapes only once the workload has exited, so whether
- * metrics-exporter still answers then is a race the run loses in practice (in a cluster
- * Prometheus loses it as well). Until metrics-exporter serves through its drain, or the run
- * scrapes while the workload runs, that check may fail in classic mode, and then only because
- * the endpoint was gone or not yet serving the workload's file; the run's exit code is then 1.
- * `strict` allows no exception.
+ * Every check ran and passed; the log check counted exactly the lines the workload wrote. The
+ * run's exit code says whether the job succeeded: 0 only when the workload exited 0 too.
  */
-function expectEveryCheckPassed(out: RunOutput, linesWritten: number, mode: Mode | "strict"): void {
+function expectEveryCheckPassed(out: RunOutput, linesWritten: number, workloadExit: number): void {
   expect([...out.checks.keys()], shown(out)).toEqual(CHECKS);
-  const [logs, artifacts, scrape] = CHECKS as [string, string, string];
+  const [logs, artifacts] = CHECKS as [string, string, string];
   for (const [name, check] of out.checks) {
-    if (mode === "classic" && name === scrape && check.mark === "FAIL") {
-      expect(check.detail).toMatch(/^the metrics endpoint did not answer$|; missing local_run_/);
-    } else {
-      expect(check.mark, `${name}: ${check.detail}`).toBe("ok");
-    }
+    expect(check.mark, `${name}: ${check.detail}`).toBe("ok");
   }
   expect(out.checks.get(logs)?.detail).toBe(
     `${linesWritten} written, ${linesWritten} received, 0 missing, 0 duplicated, 0 unexpected`,
   );
   expect(out.checks.get(artifacts)?.detail).toMatch(/^2\/2 files \(\d+ bytes\) match$/);
-  const missedScrape = out.checks.get(scrape)?.mark === "FAIL";
-  expect(out.code, shown(out)).toBe(missedScrape ? 1 : 0);
+  expect(out.code, shown(out)).toBe(workloadExit === 0 ? 0 : 1);
 }
 
 /** The containers ran in the pod's order with these exit codes; the sidecars all drained. */
@@ -350,7 +338,7 @@ describe.each<Mode>(["native", "classic"])("buildpod run, %s sidecars", (mode) =
       expectContainers(first, 0);
       expectStoppedAsModeSays(first, mode, 0);
       const written = lines + HEADER_LINES + 1 + lines;
-      expectEveryCheckPassed(first, written, mode);
+      expectEveryCheckPassed(first, written, 0);
       expect(first.rows.get("workload")?.counts.output_lines).toBe(lines + HEADER_LINES + 1);
       expect(first.rows.get("log-exporter")?.counts.lines).toBe(written);
       expect(first.rows.get("artifact-uploader")?.counts.uploaded).toBe(2);
@@ -369,7 +357,7 @@ describe.each<Mode>(["native", "classic"])("buildpod run, %s sidecars", (mode) =
 
       const second = await buildpodRun(c, mode);
       expectContainers(second, 0);
-      expectEveryCheckPassed(second, written, mode);
+      expectEveryCheckPassed(second, written, 0);
       expect(second.rows.get("artifact-downloader")?.counts.downloaded).toBe(1);
       const report = ["junit", "report.xml"];
       expect(readFileSync(volume(second, "artifacts-imported", ...report), "utf8")).toBe(
@@ -389,14 +377,14 @@ describe.each<Mode>(["native", "classic"])("buildpod run, %s sidecars", (mode) =
       const lines = outputLines(c);
 
       const out = await buildpodRun(c, mode);
-      // The run itself worked: every container did its part and every check passed (the
-      // exit code is 0); the workload's 137 (128 + SIGKILL) is its own result, in the table.
+      // Every container did its part and every check passed; the job failed (exit code 1)
+      // because the workload did: 137 (128 + SIGKILL), in the table.
       expectContainers(out, 137);
       expectStoppedAsModeSays(out, mode, 137);
       // Half the lines, to stdout and to the file, before the kill; in classic mode the
       // wrapper's shell adds its report of the kill, "Killed", on stderr.
       const killed = mode === "classic" ? 1 : 0;
-      expectEveryCheckPassed(out, lines / 2 + HEADER_LINES + killed + lines / 2, mode);
+      expectEveryCheckPassed(out, lines / 2 + HEADER_LINES + killed + lines / 2, 137);
       // Generous slack for a loaded machine over the grace period: the bound the run promises.
       expect(out.afterWorkloadMs, shown(out)).toBeLessThan(gracePeriodMs(c.file, mode) + 30_000);
     },
@@ -420,8 +408,7 @@ describe("buildpod run, classic sidecars, the marker wrapper killed too", () => 
         "workload workload: no marker written; the run writes it (137)",
       );
       expectStoppedAsModeSays(out, "classic", 137);
-      // The run scrapes before it writes the marker: no race here.
-      expectEveryCheckPassed(out, lines / 2 + HEADER_LINES + lines / 2, "strict");
+      expectEveryCheckPassed(out, lines / 2 + HEADER_LINES + lines / 2, 137);
       expect(out.afterWorkloadMs).toBeLessThan(gracePeriodMs(c.file, "classic") + 30_000);
     },
     RUN_TIMEOUT,

@@ -59,6 +59,11 @@ export function formatReport(report: LocalRunReport, checks: Check[], notes: str
     const mark = check.skipped ? "SKIP" : check.ok ? "ok  " : "FAIL";
     out.push(`${mark} ${check.name}: ${check.skipped ?? check.detail}`);
   }
+  for (const c of report.containers.filter((c) => c.exitCode !== 0 && c.role !== "init")) {
+    out.push(
+      `FAIL ${c.role} ${c.name} exited with ${c.exitCode ?? "no exit code (still running)"}`,
+    );
+  }
   for (const note of notes) out.push(`note ${note}`);
   if (report.failure) out.push(`FAIL ${report.failure}`);
   return `${out.join("\n")}\n`;

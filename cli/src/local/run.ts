@@ -107,9 +107,8 @@ export async function runLocally(pod: PodModel, options: LocalRunOptions): Promi
   await stopSidecars(pod, sidecars, say);
   for (const proc of sidecars) results.push(result(proc, "sidecar", await settled(proc), context));
 
-  const ok = results.every(
-    (r) => r.exitCode === 0 || (r.role === "workload" && r.exitCode !== undefined),
-  );
+  // The pod succeeded when every container did, the workload included, as in Kubernetes.
+  const ok = results.every((r) => r.exitCode === 0);
   return { ok, wallMs: Date.now() - started, initMs, containers: results, context };
 }
 
@@ -295,7 +294,7 @@ async function prepare(pod: PodModel, runDir: string, podLogs: string): Promise<
     for (const m of mounts) {
       const local = volumes.get(m.volume);
       if (!local) continue;
-      const pattern = new RegExp(`(^|[:=])${escape(m.mountPath)}(?=/|$)`);
+      const pattern = new RegExp(`(^|[:=])${escapeRegExp(m.mountPath)}(?=/|$)`);
       if (pattern.test(value)) return value.replace(pattern, `$1${local}`);
     }
     return value;
@@ -303,7 +302,7 @@ async function prepare(pod: PodModel, runDir: string, podLogs: string): Promise<
   return { pod, volumes, ports, criLogOf, localPath };
 }
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
