@@ -176,6 +176,13 @@ describe("dir store and store selection", () => {
     expect(await text(await store.open(found[0] as never))).toBe("one");
   });
 
+  it("says so when the store's directory is missing", async () => {
+    const missing = new DirStore({ root: path.join(root, "nope") });
+    const err = await missing.search({ query: "*", buildId: "" }).catch((e: StoreError) => e);
+    expect(err).toMatchObject({ code: "ARTIFACT_STORE_DIR_MISSING" });
+    expect((err as Error).message).toMatch(/no such directory/);
+  });
+
   it("parses store specs and refuses others", () => {
     expect(parseStoreSpec("buildkite")).toEqual({ kind: "buildkite" });
     expect(parseStoreSpec("dir:/x")).toEqual({ kind: "dir", root: "/x" });
