@@ -84,7 +84,8 @@ export async function runProgram(program: Program, io: ProgramIo): Promise<numbe
   }
   const common = loaded.config as unknown as CommonConfig;
   if (common.printConfig) {
-    for (const warning of loaded.warnings) io.stderr.write(`${program.name}: warning: ${warning}\n`);
+    for (const warning of loaded.warnings)
+      io.stderr.write(`${program.name}: warning: ${warning}\n`);
     io.stdout.write(`${JSON.stringify(printable(options, loaded), null, 2)}\n`);
     return ExitCode.OK;
   }
