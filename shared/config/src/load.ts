@@ -351,8 +351,21 @@ export function printable<O extends Options>(
       const source = loaded.sources[key];
       out[key] = `<secret from ${source?.kind} ${source?.name}>`;
     } else {
-      out[key] = value;
+      out[key] = withoutUrlPasswords(value);
     }
   }
   return out;
+}
+
+// `scheme://user:password@host`: the password part, wherever a URL carries one.
+const URL_PASSWORD = /\b([a-z][a-z0-9+.-]*:\/\/[^/@\s:]*):[^/@\s]*@/gi;
+
+/** A value with the passwords of any URLs in it replaced, for printing. */
+function withoutUrlPasswords(value: unknown): unknown {
+  if (typeof value === "string") return value.replace(URL_PASSWORD, "$1:[redacted]@");
+  if (Array.isArray(value)) return value.map(withoutUrlPasswords);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withoutUrlPasswords(v)]));
+  }
+  return value;
 }

@@ -156,6 +156,17 @@ describe("loadConfig", () => {
     expect(problems.join()).not.toContain("inline-secret");
   });
 
+  it("prints no password a URL carries", () => {
+    const loaded = loadConfig(options, {
+      argv: ["--repo", "https://ci:hunter22@git.example.com/org/repo.git"],
+      env: {},
+      envPrefix: "T",
+    });
+    expect(printable(options, loaded).repo).toBe(
+      "https://ci:[redacted]@git.example.com/org/repo.git",
+    );
+  });
+
   it("names an unreadable or empty secret file", () => {
     const empty = tempFile("empty", "");
     const problems = problemsOf(() =>
