@@ -4,7 +4,6 @@
 import { readFileSync } from "node:fs";
 import { byteSize, ConfigError, duration, loadDocument, z } from "@buildpod/config";
 import type { RecordMeta } from "../record.ts";
-import { ElasticsearchSink } from "./elasticsearch.ts";
 import { fileSink, stdoutSink } from "./file.ts";
 import type { Sink, SinkEvents } from "./sink.ts";
 
@@ -114,7 +113,10 @@ export async function createSink(
   events: SinkEvents,
 ): Promise<Sink> {
   switch (spec.type) {
-    case "elasticsearch":
+    case "elasticsearch": {
+      // Each sink's client library is loaded only when that sink is used: together they are
+      // most of the exporter's start-up memory.
+      const { ElasticsearchSink } = await import("./elasticsearch.ts");
       return new ElasticsearchSink(
         {
           nodes: spec.nodes,
@@ -129,6 +131,7 @@ export async function createSink(
         meta,
         events,
       );
+    }
     case "fluentd": {
       const { FluentdSink } = await import("./fluentd.ts");
       return new FluentdSink(
