@@ -36,16 +36,20 @@ const TOKEN_DIR = "/var/run/secrets/buildkite";
 const FIRST_READY_PORT = 9401;
 
 /**
- * Memory requests from what the containers were measured to use (bench/startup.bench.ts: an
- * idle bundle stays under 60 MiB; the drains' goals cap the working set), rounded up.
+ * Requests from the peak RSS each container reached in its benchmark (bench/*.bench.ts, Node 24,
+ * figures in each issue's note), rounded up: a request below the real peak makes a sidecar the
+ * node's first OOM victim. repo-mirror's git runs in child processes and is counted in.
+ *   agent-injector ~80 MiB; repo-mirror ~80 MiB + git; artifact-downloader 161 MiB and
+ *   artifact-uploader 181 MiB moving a 1 GiB file; metrics-exporter 217 MiB serving 200,000
+ *   series; log-exporter 110 MiB idle, 421 MiB with a 1 GiB backlog.
  */
 const REQUESTS: Record<string, { cpu: string; memory: string }> = {
-  "repo-mirror": { cpu: "500m", memory: "256Mi" },
-  "artifact-downloader": { cpu: "250m", memory: "160Mi" },
-  "agent-injector": { cpu: "50m", memory: "64Mi" },
-  "log-exporter": { cpu: "250m", memory: "128Mi" },
-  "artifact-uploader": { cpu: "250m", memory: "160Mi" },
-  "metrics-exporter": { cpu: "100m", memory: "128Mi" },
+  "repo-mirror": { cpu: "500m", memory: "512Mi" },
+  "artifact-downloader": { cpu: "250m", memory: "192Mi" },
+  "agent-injector": { cpu: "50m", memory: "96Mi" },
+  "log-exporter": { cpu: "250m", memory: "256Mi" },
+  "artifact-uploader": { cpu: "250m", memory: "192Mi" },
+  "metrics-exporter": { cpu: "100m", memory: "256Mi" },
 };
 
 /** The pod a description asks for, for the given target. */

@@ -121,6 +121,39 @@ describe("render", () => {
     expect(spec.terminationGracePeriodSeconds).toBe(40);
   });
 
+  it("adds a custom sidecar built on the shared libraries, with the options it reads", () => {
+    const env = description("native");
+    env.spec.sidecars.push({
+      name: "test-results",
+      image: "ghcr.io/buildpod/custom-sidecar:0.1.0",
+      command: ["node", "/app/custom-sidecar.mjs"],
+      env: { TEST_RESULTS_ENDPOINT: "https://reports.example.com/v1/summaries" },
+      volumes: ["artifacts", "lifecycle"],
+    });
+    const objects = renderObjects(env);
+    validate(objects);
+    const sidecar = podOf(objects).initContainers.find((c) => c.name === "test-results");
+    expect(sidecar).toMatchObject({ restartPolicy: "Always" });
+    expect(sidecar?.startupProbe).toBeUndefined();
+    expect(sidecar?.volumeMounts.map((m) => m.mountPath)).toEqual(["/artifacts", "/buildpod"]);
+
+    const vars: Record<string, string> = { PATH: process.env.PATH ?? "" };
+    for (const e of sidecar?.env ?? []) if (e.value !== undefined) vars[e.name] = e.value;
+    const main = path.join(ROOT, "examples", "custom-sidecar", "src", "main.ts");
+    const result = spawnSync(process.execPath, [main, "--print-config"], {
+      env: vars,
+      encoding: "utf8",
+    });
+    expect(result.stderr).toBe("");
+    expect(result.status).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      endpoint: "https://reports.example.com/v1/summaries",
+      lifecycleDir: "/buildpod",
+      drainTimeout: 25_000,
+      containerName: "test-results",
+    });
+  });
+
   it("renders the repo cache's claim and sync CronJob", () => {
     const objects = repoCacheObjects(description("native"));
     validate(objects);
