@@ -1,3 +1,4 @@
+import { storeOptions } from "@buildpod/artifact-store";
 import { duration, type Options, option, z } from "@buildpod/config";
 
 /**
@@ -38,25 +39,7 @@ export const options = {
     description: "directory the artifacts are written to, keeping their relative paths",
     metavar: "DIR",
   }),
-  store: option({
-    schema: z.string().min(1).optional(),
-    description:
-      'where artifacts come from: "buildkite" or "dir:PATH"; default buildkite when a token or endpoint is set, else dir:<lifecycle dir>/artifact-store',
-    metavar: "STORE",
-  }),
-  endpoint: option({
-    schema: z.url({ protocol: /^https?$/ }).optional(),
-    description: "Buildkite agent API base URL; default https://agent.buildkite.com/v3",
-    aliases: ["BUILDKITE_AGENT_ENDPOINT"],
-    metavar: "URL",
-  }),
-  token: option({
-    schema: z.string().min(1).optional(),
-    description:
-      "the job's agent access token; default $BUILDKITE_AGENT_ACCESS_TOKEN, else <lifecycle dir>/env/token",
-    secret: true,
-    aliases: ["BUILDKITE_AGENT_ACCESS_TOKEN"],
-  }),
+  ...storeOptions("come from"),
   concurrency: option({
     schema: z.number().int().min(1).max(256).default(16),
     description: "downloads in flight at once",

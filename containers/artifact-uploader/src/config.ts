@@ -1,3 +1,4 @@
+import { storeOptions } from "@buildpod/artifact-store";
 import { duration, type Options, option, z } from "@buildpod/config";
 
 /**
@@ -51,25 +52,7 @@ export const options = {
     schema: z.boolean().default(false),
     description: "poll with stat instead of inotify (network filesystems without events)",
   }),
-  store: option({
-    schema: z.string().min(1).optional(),
-    description:
-      'where artifacts go: "buildkite" or "dir:PATH"; default buildkite when a token or endpoint is set, else dir:<lifecycle dir>/artifact-store',
-    metavar: "STORE",
-  }),
-  endpoint: option({
-    schema: z.url({ protocol: /^https?$/ }).optional(),
-    description: "Buildkite agent API base URL; default https://agent.buildkite.com/v3",
-    aliases: ["BUILDKITE_AGENT_ENDPOINT"],
-    metavar: "URL",
-  }),
-  token: option({
-    schema: z.string().min(1).optional(),
-    description:
-      "the job's agent access token; default $BUILDKITE_AGENT_ACCESS_TOKEN, else <lifecycle dir>/env/token",
-    secret: true,
-    aliases: ["BUILDKITE_AGENT_ACCESS_TOKEN"],
-  }),
+  ...storeOptions("go"),
   job: option({
     schema: z.string().min(1).optional(),
     description: "job the artifacts belong to; default $BUILDKITE_JOB_ID",

@@ -19,6 +19,7 @@ export { isRetryable, StoreError } from "./errors.ts";
 export { type StoreConfig, storeFromConfig } from "./from-config.ts";
 export { redact, serverMessage } from "./http.ts";
 export { mapLimit } from "./limit.ts";
+export { storeOptions } from "./options.ts";
 export { defaultRetry, type OnRetry, type RetryPolicy, withRetry } from "./retry.ts";
 export {
   openStore,
