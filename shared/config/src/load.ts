@@ -297,6 +297,10 @@ function readFile(options: Options, file: ParsedFile, problems: Problem[]): Map<
   return values;
 }
 
+function looksLikePath(text: string): boolean {
+  return /^(\/|\.{1,2}\/|~\/)/.test(text);
+}
+
 function readSecret(key: string, raw: Raw, problems: Problem[]): string | undefined {
   const path = raw.secretFile as string;
   try {
@@ -313,10 +317,15 @@ function readSecret(key: string, raw: Raw, problems: Problem[]): string | undefi
     return text;
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? "unreadable";
+    // Someone may have put the secret itself where its file's path belongs: a value that does
+    // not look like a path is not echoed.
+    const shown = looksLikePath(path)
+      ? `at ${path}`
+      : "(the value given is not shown: it is no path)";
     problems.push({
       key,
       source: raw.source,
-      expected: `a readable secret file at ${path}`,
+      expected: `a readable secret file ${shown}`,
       received: reason,
     });
     return undefined;

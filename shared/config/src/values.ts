@@ -12,10 +12,13 @@ const SIZE_UNITS: Record<string, number> = {
   gib: 1024 ** 3,
 };
 
-/** Parses "1m30s", "500ms", "25s" or a bare number of milliseconds. */
+/**
+ * Parses "1m30s", "500ms", "25s" or "0". Text needs a unit: a bare "25" could mean seconds as
+ * easily as milliseconds, and a drain of 25 ms instead of 25 s fails quietly.
+ */
 export function parseDuration(text: string): number | undefined {
   const trimmed = text.trim();
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed);
+  if (/^0+(\.0+)?$/.test(trimmed)) return 0;
   const parts = [...trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
   if (parts.length === 0 || parts.map((p) => p[0]).join("") !== trimmed) return undefined;
   return parts.reduce((sum, p) => sum + Number(p[1]) * (DURATION_UNITS[p[2] as string] ?? 0), 0);
@@ -40,8 +43,14 @@ function parsedWith(parse: (text: string) => number | undefined, expected: strin
   });
 }
 
-/** A duration in milliseconds, written as "25s", "500ms", "2m", "1h30m" or a number of ms. */
-export const duration = parsedWith(parseDuration, 'a duration such as "25s", "500ms" or "2m"');
+/**
+ * A duration in milliseconds, written with a unit: "25s", "500ms", "2m", "1h30m" (or "0"). A
+ * number given as a number (from code, or a YAML number) is milliseconds.
+ */
+export const duration = parsedWith(
+  parseDuration,
+  'a duration with a unit, such as "25s", "500ms" or "2m"',
+);
 
 /** A size in bytes, written as "5MiB", "100KB", "1GiB" or a number of bytes. */
 export const byteSize = parsedWith(parseByteSize, 'a size such as "5MiB", "512KiB" or "1GB"');

@@ -187,6 +187,20 @@ describe("loadConfig", () => {
     ]);
   });
 
+  it("does not echo a secret given where its file's path belongs", () => {
+    const problems = problemsOf(() =>
+      loadConfig(options, {
+        argv: ["--repo", "r"],
+        env: { T_TOKEN_FILE: "bkua_0123456789secret" },
+        envPrefix: "T",
+      }),
+    );
+    expect(problems).toEqual([
+      expect.stringContaining("the value given is not shown: it is no path"),
+    ]);
+    expect(problems.join()).not.toContain("bkua_0123456789secret");
+  });
+
   it("warns about prefixed env vars that match no option", () => {
     const loaded = loadConfig(options, {
       argv: [],
@@ -237,6 +251,8 @@ describe("values", () => {
     expect(duration.parse("2m")).toBe(120_000);
     expect(duration.parse(42)).toBe(42);
     expect(duration.safeParse("2 weeks").success).toBe(false);
+    expect(duration.safeParse("25").success).toBe(false);
+    expect(duration.parse("0")).toBe(0);
     expect(byteSize.parse("5MiB")).toBe(5 * 1024 * 1024);
     expect(byteSize.parse("100KB")).toBe(100_000);
     expect(byteSize.safeParse("lots").success).toBe(false);

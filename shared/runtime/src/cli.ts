@@ -1,5 +1,6 @@
 import {
   ConfigError,
+  didYouMean,
   type Loaded,
   loadConfig,
   type Options,
@@ -15,6 +16,7 @@ import { ExitCode, exitCodeName } from "./exit-codes.ts";
 import { type HealthServer, startHealthServer } from "./http.ts";
 import {
   createLifecycle,
+  type Lifecycle,
   type LifecycleOptions,
   lifecycleOptions,
   resolveLifecycleOptions,
@@ -42,6 +44,11 @@ export interface ProgramIo {
 export async function runProgram(program: Program, io: ProgramIo): Promise<number> {
   const startedAt = new Date();
   const { name: commandName, command, rest } = pickCommand(program, io.argv);
+  if (!command && !rest.includes("--help") && !rest.includes("-h")) {
+    const guess = didYouMean(commandName, Object.keys(program.commands));
+    const hint = guess ? `; did you mean "${guess}"?` : "";
+    io.stderr.write(`${program.name}: unknown command "${commandName}"${hint}\n\n`);
+  }
   if (rest.includes("--help") || rest.includes("-h") || !command) {
     io.stdout.write(renderHelp(program, command ? commandName : undefined));
     return command || rest.includes("--help") || rest.includes("-h")
@@ -142,11 +149,20 @@ async function runCommand(run: Run): Promise<number> {
   let outcome: Outcome;
   try {
     if (common.httpPort > 0) {
+      const listen = { host: common.httpHost, port: common.httpPort };
       server = await startHealthServer({
-        host: common.httpHost,
-        port: common.httpPort,
+        ...listen,
         registry: metrics,
         isReady: () => ready,
+      }).catch((err: NodeJS.ErrnoException) => {
+        throw new BuildpodError(
+          "BUILDPOD_HTTP_LISTEN",
+          `could not listen on ${listen.host}:${listen.port} for health and metrics: ${err.code ?? err.message}`,
+          {
+            hint: "choose a free --http-port (BUILDPOD_HTTP_PORT), or 0 for no server",
+            cause: err,
+          },
+        );
       });
       logger.info({ url: server.url }, "serving health and metrics");
     }
@@ -165,9 +181,10 @@ async function runCommand(run: Run): Promise<number> {
       exitCode,
       summary: { interrupted: true },
     }));
-    outcome = await Promise.race([running, interrupted]);
+    const overdue = command.kind === "sidecar" ? pastDrainDeadline(lifecycle, logger) : never;
+    outcome = await Promise.race([running, interrupted, overdue]);
   } catch (err) {
-    outcome = outcomeOfError(err, logger);
+    outcome = outcomeOfError(err, logger, io);
   }
   await lifecycle.close();
   await server?.close();
@@ -181,6 +198,36 @@ async function runCommand(run: Run): Promise<number> {
     outcome.summary,
   );
   return outcome.exitCode;
+}
+
+// How long past its drain deadline a sidecar's own code may take to report before the runtime
+// reports for it. Well inside the gap between the drain deadline and the kubelet's SIGKILL.
+const DEADLINE_GRACE_MS = 2_000;
+
+const never = new Promise<Outcome>(() => {});
+
+/**
+ * Resolves when a sidecar's run has not returned `DEADLINE_GRACE_MS` after its drain deadline:
+ * a request that ignores its abort signal (a client library waiting out its own timeout) must
+ * not keep the sidecar alive, whatever it is. The runtime then reports the drain incomplete.
+ */
+function pastDrainDeadline(lifecycle: Lifecycle, logger: Logger): Promise<Outcome> {
+  return lifecycle.finished.then(
+    () =>
+      new Promise<Outcome>((resolve) => {
+        const signal = lifecycle.drainSignal();
+        const overdue = () =>
+          setTimeout(() => {
+            logger.error(
+              { grace_ms: DEADLINE_GRACE_MS },
+              "the drain did not end by its deadline; reporting it incomplete and exiting",
+            );
+            resolve({ exitCode: ExitCode.INCOMPLETE, summary: { drain_overdue: true } });
+          }, DEADLINE_GRACE_MS).unref();
+        if (signal.aborted) overdue();
+        else signal.addEventListener("abort", overdue, { once: true });
+      }),
+  );
 }
 
 /** Containers log to stdout, the container log; tools keep stdout for what they print. */
@@ -204,8 +251,11 @@ async function lifecycleSettingsOf(
   });
 }
 
-function outcomeOfError(err: unknown, logger: Logger): Outcome {
+function outcomeOfError(err: unknown, logger: Logger, io: ProgramIo): Outcome {
   if (err instanceof ConfigError) {
+    // A file the command read (a description, a sinks file) was invalid: readable on stderr
+    // like any configuration error, and in the log.
+    io.stderr.write(`${err.message}\n`);
     logger.error({ problems: err.problems.length }, err.message);
     return { exitCode: ExitCode.CONFIG, summary: { error: err.message } };
   }
@@ -244,6 +294,8 @@ async function finish(
   try {
     const path = await writeStatus(lifecycleDir, record);
     if (path) logger.debug({ path }, "wrote status file");
+    else
+      logger.info({ path: lifecycleDir }, "no status file: the lifecycle directory does not exist");
   } catch (err) {
     logger.warn({ err, path: lifecycleDir }, "could not write the status file");
   }
@@ -259,10 +311,10 @@ function pickCommand(program: Program, argv: readonly string[]) {
   const name = program.defaultCommand ?? Object.keys(program.commands)[0] ?? "";
   const isWord =
     first !== undefined && !first.startsWith("-") && Object.keys(program.commands).length > 1;
-  // An unknown first word is a usage error only for programs with several commands, whose
-  // first word must name one; single-command programs take it as a positional.
-  if (isWord && program.defaultCommand === undefined)
-    return { name: first, command: undefined, rest: argv };
+  // For programs with several commands a first word must name one, even with a default
+  // command: `repo-mirror snyc` must not quietly run a checkout. Single-command programs take
+  // it as a positional.
+  if (isWord) return { name: first, command: undefined, rest: argv };
   return { name, command: program.commands[name], rest: argv };
 }
 

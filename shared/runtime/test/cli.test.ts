@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -162,6 +163,65 @@ describe("runProgram", () => {
     const ran = await run(placeholder, ["--name", "x"]);
     expect(ran.code).toBe(ExitCode.FAILED);
     expect(ran.stderr).toContain("not built yet");
+  });
+
+  it("rejects a mistyped command even when the program has a default one", async () => {
+    const ran = await run(program, ["gret", "--name", "x"]);
+    expect(ran.code).toBe(ExitCode.CONFIG);
+    expect(ran.stderr).toContain('unknown command "gret"; did you mean "greet"?');
+    expect(ran.lines.some((l) => String(l.msg).startsWith("hello"))).toBe(false);
+  });
+
+  it("reports a busy health port as a clear failure, not a bug", async () => {
+    const blocker = createServer().listen(0, "127.0.0.1");
+    await new Promise((r) => blocker.once("listening", r));
+    const port = String((blocker.address() as { port: number }).port);
+    const ran = await run(program, [
+      "--name",
+      "x",
+      "--http-port",
+      port,
+      "--http-host",
+      "127.0.0.1",
+    ]);
+    blocker.close();
+    expect(ran.code).toBe(ExitCode.FAILED);
+    expect(ran.lines.find((l) => l.level === "error")).toMatchObject({
+      code: "BUILDPOD_HTTP_LISTEN",
+      msg: expect.stringContaining(`could not listen on 127.0.0.1:${port}`),
+    });
+  });
+
+  it("ends a sidecar whose drain ignores its deadline, reporting it incomplete", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-test-"));
+    const stuck: Program = {
+      name: "stuck",
+      description: "a sidecar whose delivery never returns",
+      envPrefix: "STUCK",
+      commands: {
+        run: defineCommand({
+          description: "waits for the workload, then hangs on a delivery",
+          kind: "sidecar",
+          options: {},
+          async run({ lifecycle }) {
+            await lifecycle.finished;
+            return new Promise(() => {});
+          },
+        }),
+      },
+    };
+    const running = run(stuck, [], {
+      BUILDPOD_LIFECYCLE_DIR: dir,
+      BUILDPOD_DRAIN_TIMEOUT: "300ms",
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    writeFileSync(join(dir, "workload-finished"), "0\n");
+    const started = Date.now();
+    const ran = await running;
+    expect(ran.code).toBe(ExitCode.INCOMPLETE);
+    expect(ran.lines.at(-1)).toMatchObject({ msg: "summary", summary: { drain_overdue: true } });
+    // Deadline 0.3 s plus the runtime's 2 s grace; a loaded machine gets slack, a hang more.
+    expect(Date.now() - started).toBeLessThan(15_000);
   });
 
   it("rejects an unknown command of a program without a default", async () => {
