@@ -44,9 +44,11 @@ function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
 beforeAll(async () => {
   const spec = findBundles().find((b) => b.name === "repo-mirror");
   if (!spec) throw new Error("repo-mirror has no src/main.ts");
-  const built = await buildBundle(spec, { version: "test" });
+  // Built beside the test's files, not into dist/: other tests run the real bundles meanwhile.
+  const own = { ...spec, outfile: join(root, "bundle", "repo-mirror.mjs") };
+  const built = await buildBundle(own, { version: "test" });
   expect(built.errors).toEqual([]);
-  bundle = spec.outfile;
+  bundle = own.outfile;
   mkdirSync(lifecycle, { recursive: true });
   await daemon.start();
   const app = new Origin(root, "app");
