@@ -92,6 +92,12 @@ function textSegments(families: readonly (RenderFamily | MergedFamily)[]): Segme
   return segments;
 }
 
+function sameBody(a: Body, b: Body): boolean {
+  return Buffer.concat(a.segments.map((s) => s.raw)).equals(
+    Buffer.concat(b.segments.map((s) => s.raw)),
+  );
+}
+
 /** The current exposition of a set of files, re-rendered by `update`. */
 export class ScrapeExposition {
   private families: (RenderFamily | MergedFamily)[] = [];
@@ -110,7 +116,6 @@ export class ScrapeExposition {
 
   /** Merges the files' families under the conflict rule and renders the text format. */
   update(files: readonly TextFile[], listingWarnings: readonly string[]): UpdateReport {
-    this.version++;
     const used = files.filter((f) => f.status === "ok" || f.status === "stale");
     const reserved: Conflict[] = [];
     const merged = mergeFiles([
@@ -123,7 +128,10 @@ export class ScrapeExposition {
 
     const own = ownFamilies(used, merged.conflicts, broken);
     this.families = merged.families.map((f) => own.get(f.name) ?? withHelp(f));
+    const previous = this.text;
     this.text = { contentType: TEXT_CONTENT_TYPE, segments: textSegments(this.families) };
+    // Only a change of what a scraper would see needs a new scrape (see waitForScrape).
+    if (!sameBody(previous, this.text)) this.version++;
     this.openMetrics = undefined;
     const series = this.families.reduce((n, f) => n + f.samples.length, 0);
     return { conflicts: merged.conflicts, problems, series };

@@ -33,6 +33,12 @@ async function serveDir(dir: string) {
   return { textfiles, exposition, report, server, url: `http://${server.address}/metrics` };
 }
 
+/** Reads `dir` again into an existing exposition, as a refresh with no change would. */
+async function refreshAgain(exposition: ScrapeExposition, dir: string) {
+  const refreshed = await new TextfileDir({ dir }).refresh();
+  exposition.update(refreshed.files, refreshed.warnings);
+}
+
 const cleanup: (() => Promise<void>)[] = [];
 afterAll(async () => {
   for (const c of cleanup.reverse()) await c();
@@ -54,7 +60,9 @@ describe("scrape server", () => {
     expect(await res.body.text()).toContain("job_done 1");
     expect(await waiting).toBe(true);
 
-    // A new update needs a new scrape.
+    // An update that changes nothing a scraper sees needs no new scrape; one that does, does.
+    await refreshAgain(exposition, dir);
+    expect(exposition.scrapedSinceUpdate()).toBe(true);
     exposition.update([], []);
     expect(exposition.scrapedSinceUpdate()).toBe(false);
   });
