@@ -50,7 +50,9 @@ export async function runProgram(program: Program, io: ProgramIo): Promise<numbe
     io.stderr.write(`${program.name}: unknown command "${commandName}"${hint}\n\n`);
   }
   if (rest.includes("--help") || rest.includes("-h") || !command) {
-    io.stdout.write(renderHelp(program, command ? commandName : undefined));
+    // `<program> <command> --help` shows that command; `<program> --help` shows them all.
+    const named = io.argv[0] !== undefined && Object.hasOwn(program.commands, io.argv[0]);
+    io.stdout.write(renderHelp(program, command && named ? commandName : undefined));
     return command || rest.includes("--help") || rest.includes("-h")
       ? ExitCode.OK
       : ExitCode.CONFIG;
