@@ -3,9 +3,9 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { program, targetPath } from "@buildpod/artifact-downloader";
+import { runInProcess } from "@buildpod/runtime/testing";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
-import { runInProcess } from "./run-program.ts";
 
 let bk: FakeBuildkite;
 let work: string;

@@ -2,8 +2,8 @@ import { mkdir, mkdtemp, rename, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { program } from "@buildpod/artifact-uploader";
+import { runInProcess } from "@buildpod/runtime/testing";
 import type { FakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
-import { runInProcess } from "./run-program.ts";
 
 /** A fresh artifacts root and lifecycle dir for one run. */
 export async function workspace(base: string) {

@@ -1,7 +1,12 @@
 import { PassThrough } from "node:stream";
-import { type Program, runProgram } from "@buildpod/runtime";
+import { runProgram } from "./cli.ts";
+import type { Program } from "./command.ts";
 
-/** Runs a program in this process with its own argv and env; returns the exit code and log lines. */
+/**
+ * For tests of programs built on the runtime (`@buildpod/runtime/testing`): runs a program in
+ * this process with its own argv and env, and returns the exit code, the JSON log lines, what
+ * went to stderr, and the summary it reported.
+ */
 export async function runInProcess(
   program: Program,
   argv: string[],
