@@ -202,7 +202,10 @@ describe("checkouts while sync fetches and gcs the same mirror", () => {
       if (s.status !== "fulfilled") continue;
       const { dest, commit, result } = s.value;
       expect(result.commit).toBe(commit);
-      expect(["hit", "in-place"]).toContain(result.source);
+      // A copy that lost the race with gc every time it was retried falls back to origin, which
+      // the issue asks for ("never fail the job for a broken cache"); what must hold for every
+      // checkout is that it is correct and standalone.
+      expect(["hit", "in-place", "fallback"]).toContain(result.source);
       expect(sh(dest, "rev-parse", "HEAD")).toBe(commit);
       expect(sh(dest, "status", "--porcelain")).toBe("");
       expect(existsSync(join(dest, ".git", "objects", "info", "alternates"))).toBe(false);
@@ -214,6 +217,11 @@ describe("checkouts while sync fetches and gcs the same mirror", () => {
       (n, s) => n + (s.status === "fulfilled" ? s.value.retries : 0),
       0,
     );
-    console.info(`concurrent checkouts: ${retried} mirror copies redone after a concurrent gc`);
+    const fellBack = settled.filter(
+      (s) => s.status === "fulfilled" && s.value.result.source === "fallback",
+    ).length;
+    console.info(
+      `concurrent checkouts: ${retried} mirror copies redone after a concurrent gc, ${fellBack} fell back to origin`,
+    );
   }, 240_000);
 });
