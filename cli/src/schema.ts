@@ -29,11 +29,24 @@ const workload = z.strictObject({
   stopSeconds: z.number().int().min(0).default(10),
 });
 
+// What repo-mirror accepts, checked here too so that `render` refuses what would only fail in
+// the pod: no option-like or transport-helper URLs (`--upload-pack=`, `ext::`), a commit in hex.
+const repositoryUrl = z
+  .string()
+  .min(1)
+  .refine((url) => !url.startsWith("-") && !/^[a-z][a-z0-9+.-]*::/i.test(url), {
+    message:
+      "a repository URL (https://, ssh://, git@host:path, git://, file://), not an option or a transport helper",
+  });
+
 const repository = z.strictObject({
-  url: z.string().min(1),
+  url: repositoryUrl,
   /** For the local run: the URL or path to use instead (a path is relative to this file). */
   localUrl: z.string().optional(),
-  commit: z.string().default("HEAD"),
+  commit: z
+    .string()
+    .regex(/^([0-9a-f]{4,64}|HEAD)$/, "a commit in hex (4 to 64 digits) or HEAD")
+    .default("HEAD"),
   ref: z.string().optional(),
   mode: z.enum(["dissociate", "reference"]).optional(),
   submodules: z.boolean().default(false),

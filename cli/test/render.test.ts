@@ -254,6 +254,30 @@ describe("render cross-check", () => {
     }
   });
 
+  it("refuses repository fields that repo-mirror would refuse in the pod", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "render-repo-"));
+    const file = path.join(dir, "repo.yaml");
+    writeFileSync(
+      file,
+      [
+        "apiVersion: buildpod.dev/v1",
+        "kind: BuildEnvironment",
+        "metadata: { name: r }",
+        "spec:",
+        "  workload: { image: x, command: [make] }",
+        "  repository:",
+        "    url: '--upload-pack=touch /tmp/pwned'",
+        "    commit: HEAD~3",
+      ].join("\n"),
+    );
+    expect(() => loadDescription(file)).toThrow(
+      /spec\.repository\.url \(.*line 7\): expected a repository URL/,
+    );
+    expect(() => loadDescription(file)).toThrow(
+      /spec\.repository\.commit \(.*line 8\): expected a commit in hex/,
+    );
+  });
+
   it("builds the same containers for the local run, with local stores", () => {
     const pod = buildPod(description("native"), {
       kind: "local",
