@@ -329,13 +329,15 @@ function optionsOf(program: Program, command: Command): Options {
 }
 
 function configFileOf(argv: readonly string[], env: ProgramIo["env"], envPrefix: string) {
+  // The last --config wins, as for every other flag.
+  let file: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i] as string;
-    if (word === "--config") return argv[i + 1];
-    if (word.startsWith("--config=")) return word.slice("--config=".length);
     if (word === "--") break;
+    if (word === "--config") file = argv[i + 1];
+    else if (word.startsWith("--config=")) file = word.slice("--config=".length);
   }
-  return env[`${envPrefix}_CONFIG`] || undefined;
+  return file ?? (env[`${envPrefix}_CONFIG`] || undefined);
 }
 
 /** `--help` for the program, or for one command with its flags. */

@@ -41,7 +41,7 @@ export function createLogger(options: LoggerOptions): Logger {
       errorKey: "err",
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      serializers: { err: pino.stdSerializers.err },
+      serializers: { err: serializeError },
     },
     stream,
   );
@@ -52,6 +52,16 @@ export function createLogger(options: LoggerOptions): Logger {
   });
   addSecrets(logger, options.secrets ?? []);
   return logger;
+}
+
+/**
+ * pino's error serializer, except for DOMExceptions (the AbortError of every cancelled request):
+ * their two dozen legacy code constants are enumerable and would fill the line.
+ */
+function serializeError(err: unknown) {
+  if (err instanceof DOMException)
+    return { type: "DOMException", name: err.name, message: err.message };
+  return pino.stdSerializers.err(err as Error);
 }
 
 const scrubbers = new WeakMap<Logger, (values: readonly string[]) => void>();
