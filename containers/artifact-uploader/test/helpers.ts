@@ -1,9 +1,10 @@
-import { mkdir, mkdtemp, rename, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { program } from "@buildpod/artifact-uploader";
 import { runInProcess } from "@buildpod/runtime/testing";
-import type { FakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
+import { afterAll, beforeAll } from "vitest";
+import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
 
 /** A fresh artifacts root and lifecycle dir for one run. */
 export async function workspace(base: string) {
@@ -17,6 +18,35 @@ export async function workspace(base: string) {
 
 export function tempBase(): Promise<string> {
   return mkdtemp(path.join(tmpdir(), "uploader-"));
+}
+
+/**
+ * One fake Buildkite API and one temp folder for a test file, started before its tests and
+ * removed after them. `newJob()` gives each test a job of its own, so that
+ * `bk.finished(job)` holds only that test's artifacts.
+ */
+export function withFakeBuildkite() {
+  const suite = {
+    bk: undefined as unknown as FakeBuildkite,
+    base: "",
+    newJob: () =>
+      suite.bk.addJob({
+        id: `job-${Math.random().toString(36).slice(2)}`,
+        buildId: suite.bk.buildId,
+      }),
+  };
+  beforeAll(async () => {
+    suite.bk = await startFakeBuildkite({
+      multipartThreshold: 64 * 1024 ** 2,
+      partSize: 128 * 1024 ** 2,
+    });
+    suite.base = await tempBase();
+  });
+  afterAll(async () => {
+    await suite.bk.close();
+    await rm(suite.base, { recursive: true, force: true });
+  });
+  return suite;
 }
 
 /**

@@ -1,33 +1,17 @@
 import { createHash } from "node:crypto";
-import { mkdir, open, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
-import { startUploader, tempBase, waitFor, workspace } from "./helpers.ts";
+import { describe, expect, it } from "vitest";
+import { startUploader, waitFor, withFakeBuildkite, workspace } from "./helpers.ts";
 
-let bk: FakeBuildkite;
-let base: string;
+const t = withFakeBuildkite();
 const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
-
-beforeAll(async () => {
-  bk = await startFakeBuildkite({ multipartThreshold: 64 * 1024 ** 2, partSize: 128 * 1024 ** 2 });
-  base = await tempBase();
-});
-afterAll(async () => {
-  await bk.close();
-  await rm(base, { recursive: true, force: true });
-});
-
-/** A job of its own per test, so that `bk.finished(job)` holds only that test's artifacts. */
-function newJob() {
-  return bk.addJob({ id: `job-${Math.random().toString(36).slice(2)}`, buildId: bk.buildId });
-}
 
 describe("artifact-uploader under volume", () => {
   it("uploads 2,000 files appearing at once, reading them only", async () => {
-    const ws = await workspace(base);
-    const job = newJob();
-    const up = startUploader(bk, ws, { env: { BUILDKITE_JOB_ID: job.id } });
+    const ws = await workspace(t.base);
+    const job = t.newJob();
+    const up = startUploader(t.bk, ws, { env: { BUILDKITE_JOB_ID: job.id } });
     for (let d = 0; d < 20; d++) {
       await mkdir(path.join(ws.root, `d${d}`));
       await Promise.all(
@@ -36,19 +20,19 @@ describe("artifact-uploader under volume", () => {
         ),
       );
     }
-    await waitFor("2,000 uploads", () => bk.finished(job.id).size === 2000, 120_000);
+    await waitFor("2,000 uploads", () => t.bk.finished(job.id).size === 2000, 120_000);
     const r = await up.finish();
     expect(r.code).toBe(0);
     expect(r.summary.uploaded).toBe(2000);
-    const one = bk.finished(job.id).get("d7/f42.txt");
+    const one = t.bk.finished(job.id).get("d7/f42.txt");
     expect(one?.stored?.sha256).toBe(sha256("file 7/42\n"));
     expect(one?.content_type).toBe("text/plain");
     expect(await readFile(path.join(ws.root, "d7/f42.txt"), "utf8")).toBe("file 7/42\n");
   }, 180_000);
 
   it("uploads a 1 GiB file in parts", async () => {
-    const ws = await workspace(base);
-    const job = newJob();
+    const ws = await workspace(t.base);
+    const job = t.newJob();
     const file = path.join(ws.root, "big.bin");
     // Sparse: 1 GiB of zeros with a marker at the start and end, created without writing it.
     await writeFile(file, "head");
@@ -58,14 +42,14 @@ describe("artifact-uploader under volume", () => {
     await fh.close();
     // The fake checks each part's size and ETag but keeps no bytes: 1 GiB stays off its disk.
     // Hashing 1 GiB twice over (SHA-1, SHA-256) takes seconds of CPU: a loaded machine needs room.
-    bk.keepParts = false;
-    const up = startUploader(bk, ws, {
+    t.bk.keepParts = false;
+    const up = startUploader(t.bk, ws, {
       env: { BUILDKITE_JOB_ID: job.id, BUILDPOD_DRAIN_TIMEOUT: "170s" },
     });
     const r = await up.finish();
-    bk.keepParts = true;
+    t.bk.keepParts = true;
     expect(r.code).toBe(0);
-    const a = bk.finished(job.id).get("big.bin");
+    const a = t.bk.finished(job.id).get("big.bin");
     expect(a?.multipart?.parts).toHaveLength(8);
     expect(a?.stored?.size).toBe(1024 ** 3);
     expect(a?.sha256sum).toMatch(/^[0-9a-f]{64}$/);

@@ -1,38 +1,22 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { appendFile, mkdir, readFile, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, readFile, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { DirStore } from "@buildpod/artifact-store";
 import { Uploader, type UploaderEvent } from "@buildpod/artifact-uploader";
 import { walkAll } from "@buildpod/volume-watch";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
-import { startUploader, tempBase, waitFor, workspace } from "./helpers.ts";
+import { describe, expect, it } from "vitest";
+import { startUploader, waitFor, withFakeBuildkite, workspace } from "./helpers.ts";
 
-let bk: FakeBuildkite;
-let base: string;
+const t = withFakeBuildkite();
 const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
-
-beforeAll(async () => {
-  bk = await startFakeBuildkite({ multipartThreshold: 64 * 1024 ** 2, partSize: 128 * 1024 ** 2 });
-  base = await tempBase();
-});
-afterAll(async () => {
-  await bk.close();
-  await rm(base, { recursive: true, force: true });
-});
-
-/** A job of its own per test, so that `bk.finished(job)` holds only that test's artifacts. */
-function newJob() {
-  return bk.addJob({ id: `job-${Math.random().toString(36).slice(2)}`, buildId: bk.buildId });
-}
 
 describe("artifact-uploader", () => {
   it("waits for a file written slowly over 10 s and uploads it once, whole", async () => {
-    const ws = await workspace(base);
-    const job = newJob();
-    const up = startUploader(bk, ws, {
+    const ws = await workspace(t.base);
+    const job = t.newJob();
+    const up = startUploader(t.bk, ws, {
       env: { BUILDKITE_JOB_ID: job.id, ARTIFACT_UPLOADER_QUIET_PERIOD: "2s" },
     });
     const file = path.join(ws.root, "slow.log");
@@ -43,17 +27,17 @@ describe("artifact-uploader", () => {
       await appendFile(file, line);
       await new Promise((r) => setTimeout(r, 500));
     }
-    await waitFor("the slow file", () => bk.finished(job.id).has("slow.log"));
+    await waitFor("the slow file", () => t.bk.finished(job.id).has("slow.log"));
     const r = await up.finish();
     expect(r.code).toBe(0);
-    const uploads = bk.artifacts.filter((a) => a.jobId === job.id && a.path === "slow.log");
+    const uploads = t.bk.artifacts.filter((a) => a.jobId === job.id && a.path === "slow.log");
     expect(uploads).toHaveLength(1);
     expect(uploads[0]?.stored?.sha256).toBe(sha256(content));
   }, 60_000);
 
   it("keeps odd names exactly, skips unsafe symlinks and FIFOs, survives deletions", async () => {
-    const ws = await workspace(base);
-    const job = newJob();
+    const ws = await workspace(t.base);
+    const job = t.newJob();
     const odd = ["with space.txt", "ünïcødé/ñ.txt", "hash#1.txt", "100%.txt", "new\nline.txt"];
     await mkdir(path.join(ws.root, "ünïcødé"));
     for (const name of odd) await writeFile(path.join(ws.root, name), `is ${name}`);
@@ -65,49 +49,49 @@ describe("artifact-uploader", () => {
     await writeFile(path.join(ws.root, "notes.txt.swp"), "editor");
     await writeFile(path.join(ws.root, "gone.txt"), "soon gone");
 
-    const up = startUploader(bk, ws, {
+    const up = startUploader(t.bk, ws, {
       env: { BUILDKITE_JOB_ID: job.id, ARTIFACT_UPLOADER_QUIET_PERIOD: "1s" },
     });
     await new Promise((r) => setTimeout(r, 300));
     await unlink(path.join(ws.root, "gone.txt"));
-    await waitFor("the odd names", () => odd.every((n) => bk.finished(job.id).has(n)));
+    await waitFor("the odd names", () => odd.every((n) => t.bk.finished(job.id).has(n)));
     const r = await up.finish();
     // Everything else was uploaded; the refused entries make the exit code 4.
     expect(r.code).toBe(4);
     const refused = (r.summary.refused as { path: string }[]).map((x) => x.path).sort();
     expect(refused).toEqual(["outside-dir", "passwd", "pipe"]);
-    const paths = [...bk.finished(job.id).keys()].sort();
+    const paths = [...t.bk.finished(job.id).keys()].sort();
     expect(paths).toEqual([...odd, "inside-link.txt", "target.txt"].sort());
     for (const name of odd) {
-      expect(bk.finished(job.id).get(name)?.stored?.sha256).toBe(sha256(`is ${name}`));
+      expect(t.bk.finished(job.id).get(name)?.stored?.sha256).toBe(sha256(`is ${name}`));
     }
     const passwd = await readFile("/etc/passwd");
-    expect(bk.artifacts.some((a) => a.stored && a.stored.sha256 === sha256(passwd))).toBe(false);
+    expect(t.bk.artifacts.some((a) => a.stored && a.stored.sha256 === sha256(passwd))).toBe(false);
     const warned = r.lines.filter((l) => l.code === "symlink-outside-root").map((l) => l.path);
     expect([...new Set(warned)].sort()).toEqual(["outside-dir", "passwd"]);
     expect(r.lines.some((l) => l.code === "special-file" && l.path === "pipe")).toBe(true);
   }, 60_000);
 
   it("uploads a file again at the drain when it changed after its upload", async () => {
-    const ws = await workspace(base);
-    const job = newJob();
-    const up = startUploader(bk, ws, { env: { BUILDKITE_JOB_ID: job.id } });
+    const ws = await workspace(t.base);
+    const job = t.newJob();
+    const up = startUploader(t.bk, ws, { env: { BUILDKITE_JOB_ID: job.id } });
     const file = path.join(ws.root, "report.json");
     await writeFile(file, '{"v":1}');
-    await waitFor("the first upload", () => bk.finished(job.id).has("report.json"));
+    await waitFor("the first upload", () => t.bk.finished(job.id).has("report.json"));
     await writeFile(file, '{"v":2}');
     await new Promise((r) => setTimeout(r, 1_000));
     const r = await up.finish();
     expect(r.code).toBe(0);
     expect(r.summary.reuploaded).toEqual(["report.json"]);
-    expect(bk.finished(job.id).get("report.json")?.stored?.sha256).toBe(sha256('{"v":2}'));
+    expect(t.bk.finished(job.id).get("report.json")?.stored?.sha256).toBe(sha256('{"v":2}'));
     expect(existsSync(file)).toBe(true);
   }, 60_000);
 });
 
 describe("Uploader (the queue on its own)", () => {
   it("counts a file deleted after it was seen as vanished, not failed", async () => {
-    const ws = await workspace(base);
+    const ws = await workspace(t.base);
     await writeFile(path.join(ws.root, "kept.txt"), "kept");
     await writeFile(path.join(ws.root, "gone.txt"), "gone");
     const seen = await walkAll({ root: ws.root });
