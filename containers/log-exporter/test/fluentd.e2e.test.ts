@@ -1,9 +1,8 @@
-// End-to-end: the exporter against the fake fluentd forward server (acks, handshake, restarts).
-import { execFileSync } from "node:child_process";
-import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type FakeFluentd, startFakeFluentd } from "../../../test/fakes/fluentd.ts";
+import { makeTestCa } from "../../../test/fakes/tls.ts";
 import {
   baseArgs,
   finishWorkload,
@@ -102,37 +101,14 @@ describe("log-exporter with fluentd", () => {
 
   it("connects with TLS, trusting the CA file", async () => {
     const ws = workspace();
-    const key = join(ws.dir, "key.pem");
-    const cert = join(ws.dir, "cert.pem");
-    // A self-signed certificate for 127.0.0.1 (openssl is in .ci/apt-packages).
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-      ],
-      { stdio: "ignore" },
-    );
-    fluentd = await startFakeFluentd({ tls: { key: readFileSync(key), cert: readFileSync(cert) } });
+    const tls = await makeTestCa(ws.dir);
+    fluentd = await startFakeFluentd({ tls: { key: tls.key, cert: tls.cert } });
     const sinks = sinksFile(ws.dir, {
       type: "fluentd",
       host: "127.0.0.1",
       port: fluentd.port,
       tls: true,
-      caFile: cert,
+      caFile: tls.caFile,
     });
     writeFileSync(join(ws.logs, "a.log"), "over tls\n");
     const run = startExporter(baseArgs(ws, sinks));

@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpsServer } from "node:https";
 import { createServer, type Socket } from "node:net";
@@ -6,6 +5,7 @@ import { join } from "node:path";
 import { groupPath, PushClient, Pusher } from "@buildpod/metrics-exporter";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTestCa } from "../../../test/fakes/tls.ts";
 import { tempDir } from "./fixtures.ts";
 import { eventually, testExporter } from "./helpers.ts";
 import { type Running, startPushgateway } from "./tools.ts";
@@ -134,49 +134,26 @@ describe("PushClient and Pusher against the real Pushgateway", () => {
 describe("TLS with the configured CA, and basic auth", () => {
   it("trusts only the given CA and sends the credentials", async () => {
     const dir = await tempDir("tls");
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-      ],
-      { stdio: "ignore" },
-    );
-    const cert = await readFile(join(dir, "cert.pem"), "utf8");
+    const tls = await makeTestCa(dir);
+    const ca = await readFile(tls.caFile, "utf8");
     const seen: { method?: string; url?: string; auth?: string; type?: string; body: string }[] =
       [];
-    const server = createHttpsServer(
-      { key: await readFile(join(dir, "key.pem")), cert },
-      (req, res) => {
-        let body = "";
-        req.on("data", (d: Buffer) => {
-          body += d.toString();
+    const server = createHttpsServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+      let body = "";
+      req.on("data", (d: Buffer) => {
+        body += d.toString();
+      });
+      req.on("end", () => {
+        seen.push({
+          method: req.method,
+          url: req.url,
+          auth: req.headers.authorization,
+          type: req.headers["content-type"],
+          body,
         });
-        req.on("end", () => {
-          seen.push({
-            method: req.method,
-            url: req.url,
-            auth: req.headers.authorization,
-            type: req.headers["content-type"],
-            body,
-          });
-          res.writeHead(200).end();
-        });
-      },
-    );
+        res.writeHead(200).end();
+      });
+    });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const url = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
     const target = {
@@ -186,7 +163,7 @@ describe("TLS with the configured CA, and basic auth", () => {
       timeoutMs: 5000,
       basicAuth: { username: "ci", password: "pa:ss" },
     };
-    const trusted = new PushClient({ ...target, ca: cert });
+    const trusted = new PushClient({ ...target, ca });
     const untrusted = new PushClient(target);
     try {
       expect(await trusted.put("x 1\n")).toEqual({ ok: true, status: 200 });

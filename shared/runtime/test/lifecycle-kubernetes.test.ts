@@ -9,9 +9,9 @@ import {
   type FakeKubernetesOptions,
   startFakeKubernetes,
 } from "../../../test/fakes/kubernetes.ts";
+import { makeTestCa } from "../../../test/fakes/tls.ts";
 import { createLifecycle, type PodWatchTarget, writeMarker } from "../src/lifecycle/index.ts";
 import { captureLogger } from "./fixtures/capture-logger.ts";
-import { makeClusterCa } from "./fixtures/cluster-ca.ts";
 
 const OOM = { exitCode: 137, reason: "OOMKilled" };
 const OOM_DETAIL = "workload container terminated: OOMKilled, exit code 137";
@@ -184,7 +184,7 @@ describe("pod watch", () => {
   });
 
   it("verifies the API server with the cluster CA over HTTPS", async () => {
-    const tls = await makeClusterCa(await mkdtemp(join(dir, "ca-")));
+    const tls = await makeTestCa(await mkdtemp(join(dir, "ca-")));
     const { kube, pod, lifecycle, watches, target } = await setup({ tls }, { caFile: tls.caFile });
     expect(kube.url).toMatch(/^https:/);
     const logger = captureLogger();
