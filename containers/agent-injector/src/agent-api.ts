@@ -3,7 +3,8 @@
  * which answers `{"state": ...}`. `inject` uses it to verify the token, `run` to notice that
  * the job was cancelled (the agent's own job runner polls the same route for that reason).
  */
-import { Agent, request } from "undici";
+import { loadUndici } from "@buildpod/runtime";
+import type { Dispatcher } from "undici";
 import { InjectorError } from "./errors.ts";
 
 export interface AgentApiOptions {
@@ -50,15 +51,14 @@ export class AgentApi {
   readonly #token: string;
   readonly #timeoutMs: number;
   readonly #userAgent: string;
-  readonly #dispatcher: Agent;
+  /** Made at the first request, when undici is loaded. */
+  #dispatcher: Dispatcher | undefined;
 
   constructor(options: AgentApiOptions) {
     this.endpoint = options.endpoint;
     this.#token = options.token;
     this.#timeoutMs = options.requestTimeoutMs;
     this.#userAgent = options.userAgent ?? "buildpod-agent-injector";
-    const t = options.requestTimeoutMs;
-    this.#dispatcher = new Agent({ connect: { timeout: t }, headersTimeout: t, bodyTimeout: t });
   }
 
   /** The job's state (`running`, `canceling`, `canceled`, ...); throws AgentApiError. */
@@ -78,15 +78,22 @@ export class AgentApi {
   }
 
   async close(): Promise<void> {
-    await this.#dispatcher.close();
+    await this.#dispatcher?.close();
   }
 
   async #get(url: string, jobId: string, signal?: AbortSignal): Promise<unknown> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
-    let res: Awaited<ReturnType<typeof request>>;
+    let res: Dispatcher.ResponseData;
     let text: string;
     try {
+      const { Agent, request } = await loadUndici();
+      const t = this.#timeoutMs;
+      this.#dispatcher ??= new Agent({
+        connect: { timeout: t },
+        headersTimeout: t,
+        bodyTimeout: t,
+      });
       res = await request(url, {
         method: "GET",
         dispatcher: this.#dispatcher,

@@ -8,8 +8,9 @@
  */
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
+import { loadUndici } from "@buildpod/runtime";
 import { StatsD } from "hot-shots";
-import { Agent, type Dispatcher, request } from "undici";
+import type { Dispatcher } from "undici";
 import type { DatadogPoint } from "./datadog.ts";
 
 const gzipAsync = promisify(gzip);
@@ -110,7 +111,8 @@ export class DatadogApiSink implements DatadogSink {
   readonly url: URL;
   private readonly apiKey: string;
   private readonly timeoutMs: number;
-  private readonly dispatcher: Dispatcher;
+  /** Made at the first request, when undici is loaded. */
+  private dispatcher: Dispatcher | undefined;
   private readonly now: () => number;
 
   constructor(opts: { url: string; apiKey: string; timeoutMs: number; now?: () => number }) {
@@ -118,7 +120,6 @@ export class DatadogApiSink implements DatadogSink {
     this.apiKey = opts.apiKey;
     this.timeoutMs = opts.timeoutMs;
     this.now = opts.now ?? Date.now;
-    this.dispatcher = new Agent({ connect: { timeout: opts.timeoutMs } });
   }
 
   async send(points: readonly DatadogPoint[], signal: AbortSignal): Promise<SendResult> {
@@ -144,6 +145,8 @@ export class DatadogApiSink implements DatadogSink {
     result.requests++;
     const timeout = AbortSignal.timeout(this.timeoutMs);
     try {
+      const { Agent, request } = await loadUndici();
+      this.dispatcher ??= new Agent({ connect: { timeout: this.timeoutMs } });
       const res = await request(this.url, {
         method: "POST",
         body,
@@ -177,7 +180,7 @@ export class DatadogApiSink implements DatadogSink {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    await this.dispatcher?.close();
   }
 }
 

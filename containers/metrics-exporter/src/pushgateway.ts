@@ -6,7 +6,8 @@
  * URL-safe alphabet, `=` for an empty value), as the Pushgateway README describes.
  */
 import { EventEmitter } from "node:events";
-import { Agent, type Dispatcher, request } from "undici";
+import { loadUndici } from "@buildpod/runtime";
+import type { Dispatcher } from "undici";
 
 /** Where and how to push. */
 export interface PushTarget {
@@ -56,17 +57,13 @@ export function groupPath(job: string, grouping: PushTarget["grouping"]): string
 export class PushClient {
   readonly target: PushTarget;
   readonly url: URL;
-  private readonly dispatcher: Dispatcher;
+  /** Made at the first request, when undici is loaded. */
+  private dispatcher: Dispatcher | undefined;
   private readonly headers: Record<string, string>;
 
   constructor(target: PushTarget) {
     this.target = target;
     this.url = new URL(groupPath(target.job, target.grouping), target.url);
-    this.dispatcher = new Agent({
-      connect: { ca: target.ca, timeout: target.timeoutMs },
-      headersTimeout: target.timeoutMs,
-      bodyTimeout: target.timeoutMs,
-    });
     this.headers = {};
     if (target.basicAuth !== undefined) {
       const { username, password } = target.basicAuth;
@@ -85,7 +82,7 @@ export class PushClient {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    await this.dispatcher?.close();
   }
 
   private async send(method: "PUT" | "DELETE", body: string | undefined, signal?: AbortSignal) {
@@ -93,6 +90,12 @@ export class PushClient {
     const headers = { ...this.headers };
     if (body !== undefined) headers["content-type"] = "text/plain; version=0.0.4; charset=utf-8";
     try {
+      const { Agent, request } = await loadUndici();
+      this.dispatcher ??= new Agent({
+        connect: { ca: this.target.ca, timeout: this.target.timeoutMs },
+        headersTimeout: this.target.timeoutMs,
+        bodyTimeout: this.target.timeoutMs,
+      });
       const res = await request(this.url, {
         method,
         body,

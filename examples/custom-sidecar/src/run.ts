@@ -1,7 +1,6 @@
 import { readFile } from "node:fs/promises";
-import { defineCommand, ExitCode } from "@buildpod/runtime";
+import { defineCommand, ExitCode, loadUndici } from "@buildpod/runtime";
 import { walkAll } from "@buildpod/volume-watch";
-import { request } from "undici";
 import { options } from "./config.ts";
 import { parseJUnit } from "./junit.ts";
 import { summarise, type TestSummary } from "./summary.ts";
@@ -49,6 +48,7 @@ export const report = defineCommand({
 
     for (let attempt = 1; !deadline.aborted; attempt++) {
       try {
+        const { request } = await loadUndici();
         const res = await request(config.endpoint, {
           method: "POST",
           headers: {

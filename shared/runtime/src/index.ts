@@ -40,3 +40,4 @@ export {
   secretScrubber,
 } from "./logger.ts";
 export { type StatusRecord, writeFileAtomic, writeStatus } from "./status.ts";
+export { loadUndici } from "./undici.ts";
