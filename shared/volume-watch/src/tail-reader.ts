@@ -209,6 +209,29 @@ export class TailReader {
   }
 
   /**
+   * `flush` in the form of `readRaw`: the held partial line as one line of bytes, or `null`.
+   * The result is a copy, not a view of the reader's buffer.
+   */
+  flushRaw(): RawLines | null {
+    if (!this.carry) return null;
+    const data = this.carry;
+    const base = this.offset;
+    const line = flushLine(data, 0, data.length, this.position, this.split);
+    this.carry = null;
+    return {
+      path: this.path,
+      fileId: this.fileId,
+      startOffset: base,
+      endOffset: line.offset,
+      data,
+      count: 1,
+      starts: Uint32Array.of(0),
+      ends: Uint32Array.of(data.length),
+      flags: Uint8Array.of(line.flags),
+    };
+  }
+
+  /**
    * Moves the read position to `offset` (e.g. a checkpoint checked after opening), dropping
    * any held partial line.
    */

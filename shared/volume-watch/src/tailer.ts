@@ -18,7 +18,10 @@ import {
   type TailerStats,
 } from "./tailer-options.ts";
 import { TreeWatcher } from "./tree-watcher.ts";
-import type { FileInfo, LineBatch, TailFileEvent, VolumeWatchWarning } from "./types.ts";
+import type { FileInfo, LineBatch, RawLines, TailFileEvent, VolumeWatchWarning } from "./types.ts";
+
+/** What `next` (text) or `nextRaw` (bytes) hands out. */
+type Batch = LineBatch | RawLines;
 
 export type { TailerEvents, TailerOptions, TailerStats } from "./tailer-options.ts";
 
@@ -48,7 +51,7 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
   private readonly scratch: Buffer;
   private readonly files = new Map<string, Tailed>(); // by id
   private readonly byPath = new Map<string, Tailed>();
-  private readonly issued = new WeakMap<LineBatch, Issued>();
+  private readonly issued = new WeakMap<Batch, Issued>();
   private readonly pathQueues = new Map<string, Promise<void>>();
   private restored = new Map<string, Checkpoint>();
   private initialScan = true;
@@ -108,7 +111,21 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
    * delivered everything (or after `close`). Concurrent calls are served one after another.
    */
   next(): Promise<LineBatch | undefined> {
-    const result = this.pulling.then(() => this.pull());
+    return this.serialPull(false) as Promise<LineBatch | undefined>;
+  }
+
+  /**
+   * Like `next`, but the lines come as bytes and boundaries (`TailReader.readRaw`): no string
+   * and no object per line. The batch's buffers are views of the tailer's read buffer, valid
+   * only until the next `next`/`nextRaw` call: copy what you keep first. Acknowledge it with
+   * `ack` like any batch (`upTo` is a line's end offset, `startOffset + starts[i + 1]`).
+   */
+  nextRaw(): Promise<RawLines | undefined> {
+    return this.serialPull(true) as Promise<RawLines | undefined>;
+  }
+
+  private serialPull(raw: boolean): Promise<Batch | undefined> {
+    const result = this.pulling.then(() => this.pull(raw));
     this.pulling = result.catch(() => undefined);
     return result;
   }
@@ -128,7 +145,7 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
    * offset below which everything is acknowledged. Acking twice is harmless.
    * @throws when `batch` was not handed out by this tailer, or `upTo` is not a number
    */
-  ack(batch: LineBatch, upTo: number = batch.endOffset): void {
+  ack(batch: LineBatch | RawLines, upTo: number = batch.endOffset): void {
     if (!Number.isFinite(upTo)) {
       throw new RangeError(`could not acknowledge up to ${upTo}: expected a line's offset`);
     }
@@ -203,7 +220,7 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
 
   // --- reading -----------------------------------------------------------------------------
 
-  private async pull(): Promise<LineBatch | undefined> {
+  private async pull(raw: boolean): Promise<Batch | undefined> {
     for (;;) {
       if (this.closed || this.ended) return undefined;
       if (this.unacked >= this.settings.maxBufferedBytes) {
@@ -212,11 +229,11 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
         continue;
       }
       this.paused = false;
-      const batch = await this.readSome();
+      const batch = await this.readSome(raw);
       if (batch) return batch;
       if (this.draining) {
         await this.drainScan;
-        const more = (await this.readSome()) ?? (await this.flushOne());
+        const more = (await this.readSome(raw)) ?? (await this.flushOne(raw));
         if (more) return more;
         this.ended = true;
         return undefined;
@@ -226,12 +243,12 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
   }
 
   // Gives each file with possible new data one read, starting after the last file served.
-  private async readSome(): Promise<LineBatch | undefined> {
+  private async readSome(raw: boolean): Promise<Batch | undefined> {
     const order = [...this.files.values()];
     for (let i = 0; i < order.length; i++) {
       const file = order[(this.cursor + i) % order.length];
       if (file.closed || !file.hasData || this.waitsForPredecessor(file)) continue;
-      const batch = await this.readFile(file);
+      const batch = await this.readFile(file, raw);
       if (batch) {
         this.cursor = (this.cursor + i + 1) % Math.max(1, order.length);
         return batch;
@@ -240,13 +257,13 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
     return undefined;
   }
 
-  private async readFile(file: Tailed): Promise<LineBatch | undefined> {
-    let batch: LineBatch | null;
+  private async readFile(file: Tailed, raw: boolean): Promise<Batch | undefined> {
+    let batch: Batch | null;
     try {
       // A read that only extended a partial line has nothing to hand out: read on, or the
       // rest of a long line would wait for the next poll.
-      do batch = await file.reader.read();
-      while (batch !== null && batch.lines.length === 0);
+      do batch = raw ? await file.reader.readRaw() : await file.reader.read();
+      while (batch !== null && lineCount(batch) === 0);
     } catch (err) {
       if (this.closed) return undefined; // closed under an in-flight read: nothing to report
       this.warn(
@@ -261,7 +278,7 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
     if (batch === null) {
       file.hasData = false;
       file.reachedEnd = true;
-      if (this.shouldClose(file)) return this.finish(file);
+      if (this.shouldClose(file)) return this.finish(file, raw);
       return undefined;
     }
     file.reachedEnd = false;
@@ -269,28 +286,28 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
     return this.issue(file, batch);
   }
 
-  private issue(file: Tailed, batch: LineBatch): LineBatch {
+  private issue(file: Tailed, batch: Batch): Batch {
     batch.path = file.path;
     const entry = file.track.add(batch.startOffset, batch.endOffset);
     this.issued.set(batch, { file, track: file.track, entry });
     this.unacked += batch.endOffset - batch.startOffset;
-    this.linesRead += batch.lines.length;
+    this.linesRead += lineCount(batch);
     return batch;
   }
 
   // A detached file at its end: deliver its partial last line (nobody will complete it) and
   // close it.
-  private async finish(file: Tailed): Promise<LineBatch | undefined> {
-    const last = file.reader.flush();
+  private async finish(file: Tailed, raw: boolean): Promise<Batch | undefined> {
+    const last = raw ? file.reader.flushRaw() : file.reader.flush();
     await this.closeFile(file, true);
     return last ? this.issue(file, last) : undefined;
   }
 
   // The drain's last step: partial last lines, one file at a time.
-  private async flushOne(): Promise<LineBatch | undefined> {
+  private async flushOne(raw: boolean): Promise<Batch | undefined> {
     for (const file of this.files.values()) {
       if (file.closed) continue;
-      const last = file.reader.flush();
+      const last = raw ? file.reader.flushRaw() : file.reader.flush();
       if (last) return this.issue(file, last);
     }
     return undefined;
@@ -551,4 +568,8 @@ export class Tailer extends EventEmitter<TailerEvents> implements AsyncIterable<
   ): void {
     this.emit("warning", { code, message, path, cause });
   }
+}
+
+function lineCount(batch: Batch): number {
+  return "lines" in batch ? batch.lines.length : batch.count;
 }

@@ -361,4 +361,38 @@ describe("Tailer", () => {
     expect(resumed?.startOffset).toBe(held.at(-1)?.endOffset);
     expect(tailer.stats().paused).toBe(false);
   });
+
+  it("hands out lines as bytes with nextRaw, acked and drained like text batches", async () => {
+    const { root, state } = scratchDir();
+    const checkpointFile = path.join(state, "checkpoints.json");
+    writeFileSync(path.join(root, "a.log"), 'one\n"two"\tgr\u00fc\u00dfe\nthr');
+    const { tailer } = create({ root, checkpointFile });
+    await tailer.start();
+
+    const lines: [string, number, number][] = [];
+    const take = async () => {
+      const raw = await tailer.nextRaw();
+      if (!raw) return false;
+      for (let i = 0; i < raw.count; i++) {
+        const end = i + 1 < raw.count ? raw.startOffset + raw.starts[i + 1] : raw.endOffset;
+        lines.push([raw.data.toString("utf8", raw.starts[i], raw.ends[i]), end, raw.flags[i]]);
+      }
+      tailer.ack(raw);
+      return true;
+    };
+    await take();
+    expect(lines).toEqual([
+      ["one", 4, 0],
+      ['"two"\tgr\u00fc\u00dfe', 18, 0],
+    ]);
+    await tailer.checkpoint();
+    expect(savedCheckpoints(checkpointFile).map((c) => c.offset)).toEqual([18]);
+
+    // The drain delivers the partial last line, marked, then the tailer ends.
+    tailer.drain();
+    while (await take());
+    expect(lines.at(-1)).toEqual(["thr", 21, LineFlags.NO_NEWLINE]);
+    await tailer.checkpoint();
+    expect(savedCheckpoints(checkpointFile).map((c) => c.offset)).toEqual([21]);
+  });
 });
