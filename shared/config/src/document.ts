@@ -104,14 +104,64 @@ export function problemsFromIssues(
   return problems;
 }
 
+/** What the value should have been, in words, from one zod issue. */
 function expectedFrom(issue: z.core.$ZodIssue): string {
-  if (issue.code === "invalid_type") return `a value of type ${issue.expected}`;
-  if (issue.code === "invalid_value")
-    return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
-  if (issue.code === "custom") return issue.message;
-  return issue.message
-    .replace(/^Invalid input: expected /, "")
-    .replace(/^Too /, "a value not too ");
+  switch (issue.code) {
+    case "invalid_type":
+      return issue.expected === "int" ? "a whole number" : `a value of type ${issue.expected}`;
+    case "invalid_value":
+      return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "invalid_format":
+      return formatExpected(issue);
+    case "too_small":
+      return boundExpected(issue.origin, issue.minimum, issue.inclusive, "at least", "more than");
+    case "too_big":
+      return boundExpected(issue.origin, issue.maximum, issue.inclusive, "at most", "less than");
+    default:
+      // A schema's own message (refine, custom) already says what was wanted.
+      return issue.message.replace(/^Invalid input: expected /, "");
+  }
+}
+
+function formatExpected(issue: z.core.$ZodIssueInvalidStringFormat): string {
+  // A message the schema's author wrote ("KEY=VALUE") beats a generated one.
+  if (!issue.message.startsWith("Invalid")) return issue.message;
+  switch (issue.format) {
+    case "url":
+      return "a URL with a scheme and a host, such as https://host:port";
+    case "starts_with":
+      return `text starting with ${JSON.stringify((issue as { prefix?: string }).prefix)}`;
+    case "ends_with":
+      return `text ending with ${JSON.stringify((issue as { suffix?: string }).suffix)}`;
+    case "includes":
+      return `text containing ${JSON.stringify((issue as { includes?: string }).includes)}`;
+    case "regex":
+      return `text matching ${issue.pattern}`;
+    default:
+      return `a valid ${issue.format}`;
+  }
+}
+
+function boundExpected(
+  origin: string,
+  limit: number | bigint,
+  inclusive: boolean | undefined,
+  atLimit: string,
+  pastLimit: string,
+): string {
+  const n = Number(limit);
+  const bound = `${inclusive === false ? pastLimit : atLimit} ${n}`;
+  switch (origin) {
+    case "string":
+      return n === 1 && atLimit === "at least" ? "a non-empty value" : `${bound} characters`;
+    case "array":
+    case "set":
+      return `${bound} ${n === 1 ? "item" : "items"}`;
+    case "file":
+      return `${bound} bytes`;
+    default:
+      return `a number ${bound}`;
+  }
 }
 
 /**

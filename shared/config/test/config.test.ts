@@ -238,6 +238,37 @@ describe("loadDocument", () => {
     ]);
   });
 
+  it("says in words what a format or bound wanted, and keeps a schema's own message", () => {
+    const schema = z.strictObject({
+      nodes: z.array(z.url()).min(1),
+      store: z.string().startsWith("dir:"),
+      label: z.string().regex(/^[^=]+=/, "KEY=VALUE"),
+      name: z.string().min(1),
+      concurrency: z.number().int().min(1).max(16),
+      ratio: z.number().positive(),
+    });
+    const path = tempFile(
+      "doc.yaml",
+      'nodes: [foo]\nstore: s3\nlabel: x\nname: ""\nconcurrency: 40\nratio: 0\n',
+    );
+    expect(problemsOf(() => loadDocument(path, schema)).map((p) => p.split("|")[2])).toEqual([
+      "a URL with a scheme and a host, such as https://host:port",
+      'text starting with "dir:"',
+      "KEY=VALUE",
+      "a non-empty value",
+      "a number at most 16",
+      "a number more than 0",
+    ]);
+    const empty = tempFile(
+      "empty.yaml",
+      "nodes: []\nstore: dir:x\nlabel: a=b\nname: n\nconcurrency: 1.5\nratio: 1\n",
+    );
+    expect(problemsOf(() => loadDocument(empty, schema)).map((p) => p.split("|")[2])).toEqual([
+      "at least 1 item",
+      "a whole number",
+    ]);
+  });
+
   it("reports YAML syntax errors with their line", () => {
     const path = tempFile("bad.yaml", "default: es\nsinks: [\n");
     const problems = problemsOf(() => loadDocument(path, sinks));
