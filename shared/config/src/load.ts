@@ -340,8 +340,12 @@ function unknownEnv(options: Options, env: LoadInput["env"], envPrefix: string):
     if (name) known.add(name).add(`${name}_FILE`);
   }
   const warnings: string[] = [];
+  // Kubernetes sets these for a Service named like the container (`log-exporter`), unasked.
+  const serviceLink = new RegExp(
+    `^${envPrefix}_(SERVICE_HOST|SERVICE_PORT(_\\w+)?|PORT(_\\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$`,
+  );
   for (const name of Object.keys(env)) {
-    if (name.startsWith(`${envPrefix}_`) && !known.has(name)) {
+    if (name.startsWith(`${envPrefix}_`) && !known.has(name) && !serviceLink.test(name)) {
       warnings.push(`env ${name} matches no option; ${unknownKeyHint(name, known)}`);
     }
   }

@@ -204,7 +204,19 @@ describe("loadConfig", () => {
   it("warns about prefixed env vars that match no option", () => {
     const loaded = loadConfig(options, {
       argv: [],
-      env: { T_REPO: "r", T_DEPHT: "1" },
+      env: {
+        T_REPO: "r",
+        T_DEPHT: "1",
+        // What Kubernetes sets for a Service named `t`: not a typo, no warning.
+        T_SERVICE_HOST: "10.0.0.1",
+        T_SERVICE_PORT: "80",
+        T_SERVICE_PORT_HTTP: "80",
+        T_PORT: "tcp://10.0.0.1:80",
+        T_PORT_80_TCP: "tcp://10.0.0.1:80",
+        T_PORT_80_TCP_PROTO: "tcp",
+        T_PORT_80_TCP_PORT: "80",
+        T_PORT_80_TCP_ADDR: "10.0.0.1",
+      },
       envPrefix: "T",
     });
     expect(loaded.warnings).toEqual([
