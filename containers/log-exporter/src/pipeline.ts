@@ -6,16 +6,22 @@
 // before it, so a checkpoint never passes an undelivered line, whatever order the concurrent
 // sends finish in. Rejected records are written to the dead-letter file before that commit.
 import type { DeadLetterFile } from "./dead-letter.ts";
-import type { LogRecord } from "./record.ts";
-import type { Rejection, Sink } from "./sinks/sink.ts";
+import { type Records, recordCount } from "./record.ts";
+import { RecordBatch, type Rejection, type Sink } from "./sinks/sink.ts";
 
 /** Records a source hands over together, with what to do once they are delivered. */
 export interface Envelope {
-  records: LogRecord[];
+  /** Record objects, or a block of lines as bytes. */
+  records: Records;
   /** Approximate bytes of the records (message bytes plus a little), for batch sizing. */
   bytes: number;
   /** Moves the source's checkpoint past these records. Called once, in read order. */
   commit(): void;
+  /**
+   * Called once the sink is done with the records (delivered, rejected, or given up at the
+   * deadline), in any order: the source may reuse their memory.
+   */
+  release?(): void;
 }
 
 export interface PipelineOptions {
@@ -80,7 +86,7 @@ export class Pipeline {
         await Promise.race(this.#inflight);
       }
       if (signal.aborted) {
-        for (const e of entries) this.stats.undelivered += e.envelope.records.length;
+        for (const e of entries) this.stats.undelivered += recordCount(e.envelope.records);
         return;
       }
       const sending = this.#send(entries, signal).finally(() => this.#inflight.delete(sending));
@@ -99,7 +105,7 @@ export class Pipeline {
       if (next === undefined) break;
       const entry = { envelope: next, settled: false };
       this.#order.push(entry);
-      this.stats.read += next.records.length;
+      this.stats.read += recordCount(next.records);
       batch.push(entry);
       bytes += next.bytes;
       if (bytes >= this.#options.maxBatchBytes) await dispatch();
@@ -107,29 +113,33 @@ export class Pipeline {
     if (batch.length > 0) await dispatch();
     await Promise.allSettled([...this.#inflight]);
     // Whatever the source still holds was never read into a batch: count what we can see.
-    if (signal.aborted) for (const e of source.drop()) this.stats.undelivered += e.records.length;
+    if (signal.aborted) {
+      for (const e of source.drop()) this.stats.undelivered += recordCount(e.records);
+    }
   }
 
   async #send(entries: Entry[], signal: AbortSignal): Promise<void> {
-    const records = entries.flatMap((e) => e.envelope.records);
+    const batch = new RecordBatch(entries.map((e) => e.envelope.records));
     const started = performance.now();
     this.stats.batches++;
     try {
-      const result = await this.#options.sink.send(records, signal);
+      const result = await this.#options.sink.send(batch, signal);
       this.#options.deadLetter.write(this.#options.sink.kind, result.rejected);
       this.stats.delivered += result.delivered;
       this.stats.rejected += result.rejected.length;
       for (const e of entries) e.settled = true;
       this.#commitReady();
       this.#options.onBatch?.({
-        records: records.length,
+        records: batch.count,
         delivered: result.delivered,
         rejected: result.rejected,
         ms: performance.now() - started,
       });
     } catch {
       // Only an abort ends a send without a result: the drain deadline or a hard stop.
-      this.stats.undelivered += records.length;
+      this.stats.undelivered += batch.count;
+    } finally {
+      for (const e of entries) e.envelope.release?.();
     }
   }
 

@@ -13,9 +13,16 @@ import { readFileSync } from "node:fs";
 import { Client, type ClientOptions } from "@elastic/elasticsearch";
 import { ByteWriter } from "../bytes.ts";
 import { DocumentEncoder } from "../document.ts";
-import type { LogRecord, Origin, RecordMeta } from "../record.ts";
+import {
+  isBlock,
+  type LineBlock,
+  type LogRecord,
+  type Origin,
+  type RecordMeta,
+  recordCount,
+} from "../record.ts";
 import { backoffDelay, sleep } from "../retry.ts";
-import type { Rejection, SendResult, Sink, SinkEvents } from "./sink.ts";
+import type { RecordBatch, Rejection, SendResult, Sink, SinkEvents } from "./sink.ts";
 
 /** Options of the elasticsearch sink (from the sinks file). */
 export interface ElasticsearchSinkOptions {
@@ -43,6 +50,8 @@ interface BulkItemResult {
 }
 
 const FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason";
+const ACTION_END = Buffer.from('"}}\n', "latin1");
+const NEWLINE = Buffer.from("\n", "latin1");
 
 /** Ships records to Elasticsearch with `_bulk`. */
 export class ElasticsearchSink implements Sink {
@@ -53,6 +62,7 @@ export class ElasticsearchSink implements Sink {
   readonly #events: SinkEvents;
   readonly #path: string;
   readonly #prefixes = new WeakMap<Origin, string>();
+  readonly #actionPrefixes = new WeakMap<Origin, Buffer>();
   readonly #writers: ByteWriter[] = [];
 
   constructor(options: ElasticsearchSinkOptions, meta: RecordMeta, events: SinkEvents = {}) {
@@ -63,15 +73,16 @@ export class ElasticsearchSink implements Sink {
     this.#client = new Client(clientOptions(options));
   }
 
-  async send(records: readonly LogRecord[], signal: AbortSignal): Promise<SendResult> {
+  async send(batch: RecordBatch, signal: AbortSignal): Promise<SendResult> {
     const rejected: Rejection[] = [];
     let delivered = 0;
     // Body buffers are reused: a fresh multi-megabyte Buffer per request is garbage V8 only
     // collects after tens of megabytes of external memory, which shows in the peak RSS.
     const w = this.#writers.pop() ?? new ByteWriter(1024 * 1024);
     try {
-      for (const chunk of this.#chunks(records, w)) {
-        const result = await this.#sendChunk(chunk.records, chunk.body, signal);
+      for (const chunk of this.#chunks(batch, w)) {
+        const records = () => batch.records().slice(chunk.from, chunk.to);
+        const result = await this.#sendChunk(chunk.to - chunk.from, records, chunk.body, signal);
         delivered += result.delivered;
         rejected.push(...result.rejected);
       }
@@ -86,36 +97,52 @@ export class ElasticsearchSink implements Sink {
     await this.#client.close();
   }
 
-  /** Splits records into bodies of at most `maxBulkBytes` (a single larger record goes alone). */
+  /**
+   * Splits the batch into bodies of at most `maxBulkBytes` (a single larger item goes alone):
+   * records `[from, to)` of the batch, and their bulk body.
+   */
   *#chunks(
-    records: readonly LogRecord[],
+    batch: RecordBatch,
     w: ByteWriter,
-  ): Generator<{ records: LogRecord[]; body: Buffer }> {
+  ): Generator<{ from: number; to: number; body: Buffer }> {
     // Each body is a view into `w`: the caller sends it before asking for the next one.
     const max = this.#options.maxBulkBytes;
-    let text = "";
-    let start = 0;
-    for (let i = 0; i < records.length; i++) {
-      const item = this.#item(records[i] as LogRecord);
-      // Lengths in UTF-16 units undercount multi-byte text; the byte check below is exact.
-      if (w.pos + text.length + item.length > max && i > start) {
-        w.text(text);
-        text = "";
-        if (w.pos + Buffer.byteLength(item) > max) {
-          yield { records: records.slice(start, i), body: w.bytes() };
-          w.reset();
-          start = i;
-        }
-      }
-      text += item;
-      // Encode in pieces: keeps the string (a rope of small parts) shallow.
-      if (text.length > 256 * 1024) {
-        w.text(text);
-        text = "";
+    let from = 0;
+    let index = 0;
+    for (const part of batch.parts) {
+      const count = recordCount(part);
+      for (let i = 0; i < count; i++, index++) {
+        const mark = w.pos;
+        if (isBlock(part)) this.#writeItem(w, part, i);
+        else w.text(this.#item(part[i] as LogRecord));
+        if (w.pos <= max || index === from) continue;
+        // Over the limit: send what came before this item, then start over with it.
+        yield { from, to: index, body: w.buf.subarray(0, mark) };
+        w.buf.copyWithin(0, mark, w.pos);
+        w.pos -= mark;
+        from = index;
       }
     }
-    w.text(text);
-    if (w.pos > 0) yield { records: records.slice(start), body: w.bytes() };
+    if (w.pos > 0) yield { from, to: index, body: w.bytes() };
+  }
+
+  /** Line `i` of a block as its action line and document, from the block's bytes. */
+  #writeItem(w: ByteWriter, block: LineBlock, i: number): void {
+    w.raw(this.#actionPrefix(block.origin));
+    w.base36(block.base + (block.starts[i] as number));
+    w.raw(ACTION_END);
+    this.#encoder.writeLine(w, block, i);
+    w.raw(NEWLINE);
+  }
+
+  /** `{"create":{"_id":"<origin key>-` as bytes. */
+  #actionPrefix(origin: Origin): Buffer {
+    let prefix = this.#actionPrefixes.get(origin);
+    if (prefix === undefined) {
+      prefix = Buffer.from(`{"create":{"_id":"${this.#prefix(origin)}`, "latin1");
+      this.#actionPrefixes.set(origin, prefix);
+    }
+    return prefix;
   }
 
   /** The action line and the document of one record, each ending in a newline. */
@@ -135,46 +162,65 @@ export class ElasticsearchSink implements Sink {
   }
 
   /** Sends one body until every item is delivered or rejected. */
-  async #sendChunk(records: LogRecord[], body: Buffer, signal: AbortSignal): Promise<SendResult> {
+  async #sendChunk(
+    count: number,
+    chunkRecords: () => readonly LogRecord[],
+    body: Buffer,
+    signal: AbortSignal,
+  ): Promise<SendResult> {
     const rejected: Rejection[] = [];
     let delivered = 0;
-    let pending = records;
+    // Record objects are only made when something went wrong: to retry or dead-letter items.
+    let pending: readonly LogRecord[] | undefined;
     for (let attempt = 1; ; attempt++) {
-      let items: BulkItemResult[] | undefined;
+      let items: BulkItemResult[] | "all-created" | undefined;
       let failure: unknown;
       try {
-        items = await this.#post(body, pending.length, signal);
+        items = await this.#post(body, pending?.length ?? count, signal);
       } catch (err) {
         if (signal.aborted) throw signal.reason;
         failure = err;
       }
 
+      if (items === "all-created")
+        return { delivered: delivered + (pending?.length ?? count), rejected };
       if (items !== undefined) {
+        const sent = pending ?? chunkRecords();
         const retry: LogRecord[] = [];
         items.forEach((item, i) => {
-          const record = pending[i] as LogRecord;
           if ((item.status >= 200 && item.status < 300) || item.status === 409) delivered++;
-          else if (item.status === 429 || item.status >= 500) retry.push(record);
-          else rejected.push({ record, status: item.status, reason: itemReason(item) });
+          else if (item.status === 429 || item.status >= 500) retry.push(sent[i] as LogRecord);
+          else {
+            const record = sent[i] as LogRecord;
+            rejected.push({ record, status: item.status, reason: itemReason(item) });
+          }
         });
         if (retry.length === 0) return { delivered, rejected };
-        failure = new Error(`${retry.length} of ${pending.length} items answered 429 or 5xx`);
+        failure = new Error(`${retry.length} of ${sent.length} items answered 429 or 5xx`);
         pending = retry;
       }
 
+      const records = pending?.length ?? count;
       const delayMs = backoffDelay(attempt, this.#options.retryMinMs, this.#options.retryMaxMs);
-      this.#events.retry?.({ attempt, delayMs, err: failure, records: pending.length });
+      this.#events.retry?.({ attempt, delayMs, err: failure, records });
       await sleep(delayMs, signal);
-      if (items !== undefined) body = this.#body(pending);
+      if (pending !== undefined) body = this.#body(pending);
     }
   }
 
-  #body(records: LogRecord[]): Buffer {
+  #body(records: readonly LogRecord[]): Buffer {
     return Buffer.from(records.map((r) => this.#item(r)).join(""), "utf8");
   }
 
-  /** One `_bulk` request; returns the items, or throws for a failed request. */
-  async #post(body: Buffer, count: number, signal: AbortSignal): Promise<BulkItemResult[]> {
+  /**
+   * One `_bulk` request; returns the items, "all-created" when the answer says there were no
+   * errors, or throws for a failed request.
+   */
+  async #post(
+    body: Buffer,
+    count: number,
+    signal: AbortSignal,
+  ): Promise<BulkItemResult[] | "all-created"> {
     const response = (await this.#client.transport.request(
       {
         method: "POST",
@@ -184,7 +230,7 @@ export class ElasticsearchSink implements Sink {
       },
       { signal, maxRetries: 0, headers: { "content-type": "application/x-ndjson" } },
     )) as { errors?: boolean; items?: Record<string, BulkItemResult>[] };
-    if (response.errors !== true) return new Array(count).fill({ status: 201 });
+    if (response.errors !== true) return "all-created";
     const items = (response.items ?? []).map((item) => Object.values(item)[0] as BulkItemResult);
     if (items.length !== count) {
       throw new Error(`_bulk answered ${items.length} items for ${count} documents`);

@@ -6,8 +6,10 @@ import { dirname } from "node:path";
 import type { Writable } from "node:stream";
 import { ByteWriter } from "../bytes.ts";
 import { DocumentEncoder } from "../document.ts";
-import type { LogRecord, RecordMeta } from "../record.ts";
-import type { SendResult, Sink } from "./sink.ts";
+import { isBlock, type RecordMeta } from "../record.ts";
+import type { RecordBatch, SendResult, Sink } from "./sink.ts";
+
+const NEWLINE = Buffer.from("\n", "latin1");
 
 /** Options of the `file` sink. */
 export interface FileSinkOptions {
@@ -30,26 +32,35 @@ export class JsonLinesSink implements Sink {
     this.#encoder = new DocumentEncoder(meta);
   }
 
-  async send(records: readonly LogRecord[], signal: AbortSignal): Promise<SendResult> {
+  async send(batch: RecordBatch, signal: AbortSignal): Promise<SendResult> {
     signal.throwIfAborted();
     const w = this.#writers.pop() ?? new ByteWriter(256 * 1024);
     w.reset();
-    let text = "";
-    for (const record of records) {
-      text += `${this.#encoder.text(record)}\n`;
-      if (text.length > 256 * 1024) {
-        w.text(text);
-        text = "";
+    for (const part of batch.parts) {
+      if (isBlock(part)) {
+        for (let i = 0; i < part.count; i++) {
+          this.#encoder.writeLine(w, part, i);
+          w.raw(NEWLINE);
+        }
+        continue;
       }
+      let text = "";
+      for (const record of part) {
+        text += `${this.#encoder.text(record)}\n`;
+        if (text.length > 256 * 1024) {
+          w.text(text);
+          text = "";
+        }
+      }
+      w.text(text);
     }
-    w.text(text);
     // Wait for the write callback: that is when the bytes left our memory.
     await new Promise<void>((resolve, reject) => {
       this.#out.write(w.bytes(), (err) => (err ? reject(err) : resolve()));
     });
     // The stream is done with the bytes once the write callback ran: reuse the buffer.
     this.#writers.push(w);
-    return { delivered: records.length, rejected: [] };
+    return { delivered: batch.count, rejected: [] };
   }
 
   async close(): Promise<void> {

@@ -15,7 +15,7 @@ import { EventTime, FluentClient, type FluentClientOptions } from "@fluent-org/l
 import { metaFields } from "../document.ts";
 import { FLAG_NAMES, type LogRecord, type RecordMeta, recordId } from "../record.ts";
 import { backoffDelay, sleep } from "../retry.ts";
-import type { SendResult, Sink, SinkEvents } from "./sink.ts";
+import type { RecordBatch, SendResult, Sink, SinkEvents } from "./sink.ts";
 
 /** Options of the fluentd sink (from the sinks file). */
 export interface FluentdSinkOptions {
@@ -53,7 +53,8 @@ export class FluentdSink implements Sink {
     this.#client = new FluentClient(options.tag, clientOptions(options));
   }
 
-  async send(records: readonly LogRecord[], signal: AbortSignal): Promise<SendResult> {
+  async send(batch: RecordBatch, signal: AbortSignal): Promise<SendResult> {
+    const records = batch.records();
     let pending = records;
     for (let attempt = 1; ; attempt++) {
       signal.throwIfAborted();

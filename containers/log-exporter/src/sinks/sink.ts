@@ -1,6 +1,6 @@
 // The sink interface: where records go. Each sink retries what can succeed later by itself and
 // reports what can never succeed, so the pipeline only has to commit checkpoints.
-import type { LogRecord } from "../record.ts";
+import { type LogRecord, type Records, recordCount, recordsOf } from "../record.ts";
 
 /** A record a sink refused for good (a mapping error, an invalid entry): it is dead-lettered. */
 export interface Rejection {
@@ -18,6 +18,31 @@ export interface SendResult {
 }
 
 /**
+ * The records of one batch in read order, as the sources handed them over: record objects and
+ * line blocks. A sink that works on bytes encodes the blocks directly (elasticsearch, file);
+ * the others take `records()`.
+ */
+export class RecordBatch {
+  readonly parts: readonly Records[];
+  readonly count: number;
+  #records: readonly LogRecord[] | undefined;
+
+  constructor(parts: readonly Records[]) {
+    this.parts = parts;
+    let count = 0;
+    for (const part of parts) count += recordCount(part);
+    this.count = count;
+  }
+
+  /** Every record as an object, in order (made on the first call). */
+  records(): readonly LogRecord[] {
+    this.#records ??=
+      this.parts.length === 1 ? recordsOf(this.parts[0] as Records) : this.parts.flatMap(recordsOf);
+    return this.#records;
+  }
+}
+
+/**
  * A destination for records.
  *
  * `send` resolves once every record of the batch is either acknowledged by the destination or
@@ -28,7 +53,7 @@ export interface SendResult {
  */
 export interface Sink {
   readonly kind: string;
-  send(records: readonly LogRecord[], signal: AbortSignal): Promise<SendResult>;
+  send(batch: RecordBatch, signal: AbortSignal): Promise<SendResult>;
   /** Releases connections; pending sends should have settled first. */
   close(): Promise<void>;
 }

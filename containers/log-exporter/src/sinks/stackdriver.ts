@@ -15,7 +15,7 @@ import protobuf from "protobufjs";
 import { metaFields } from "../document.ts";
 import { FLAG_NAMES, Flag, type LogRecord, type RecordMeta, recordId } from "../record.ts";
 import { backoffDelay, sleep } from "../retry.ts";
-import type { Rejection, SendResult, Sink, SinkEvents } from "./sink.ts";
+import type { RecordBatch, Rejection, SendResult, Sink, SinkEvents } from "./sink.ts";
 
 /** Options of the stackdriver sink (from the sinks file). */
 export interface StackdriverSinkOptions {
@@ -107,7 +107,8 @@ export class StackdriverSink implements Sink {
     this.#static = buildkite ? { buildkite } : {};
   }
 
-  async send(records: readonly LogRecord[], signal: AbortSignal): Promise<SendResult> {
+  async send(batch: RecordBatch, signal: AbortSignal): Promise<SendResult> {
+    const records = batch.records();
     const pieces = records.flatMap((r) => this.#split(r));
     const rejected: Rejection[] = [];
     for (const batch of this.#batches(pieces)) rejected.push(...(await this.#write(batch, signal)));

@@ -9,14 +9,14 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
-  type Line,
   type LineBatch,
+  type RawLines,
   Tailer,
   type TailerOptions,
   type VolumeWatchWarning,
 } from "@buildpod/volume-watch";
 import type { Envelope } from "../pipeline.ts";
-import { type LogRecord, type Origin, originKey } from "../record.ts";
+import { type LineBlock, type Origin, originKey } from "../record.ts";
 import {
   Assembler,
   type MultilineOptions,
@@ -60,6 +60,8 @@ export class FileSource {
   /** No multiline joining and no CRI parsing: the fast path. */
   readonly #plain: boolean;
   readonly #assemblerFile = new WeakMap<Assembler, LineBatch>();
+  /** Buffers of delivered line blocks, reused for the next ones (see `#copy`). */
+  readonly #free: Buffer[] = [];
 
   constructor(options: FileSourceOptions) {
     this.options = options;
@@ -110,6 +112,12 @@ export class FileSource {
 
   /** Envelopes until the drain has delivered everything. */
   async *envelopes(): AsyncGenerator<Envelope> {
+    if (this.#plain) {
+      for (let raw = await this.tailer.nextRaw(); raw; raw = await this.tailer.nextRaw()) {
+        yield this.#blockEnvelope(raw);
+      }
+      return;
+    }
     const pending: Promise<LineBatch | undefined>[] = [];
     for (;;) {
       // With records held for joining, wake up for the flush timeout too.
@@ -123,38 +131,64 @@ export class FileSource {
         continue;
       }
       if (batch === undefined) break;
-      if (this.#plain) yield this.#plainEnvelope(batch);
-      else {
-        this.#read(batch);
-        yield* this.#take();
-      }
+      this.#read(batch);
+      yield* this.#take();
     }
     // The drain: emit whatever is still held, then acknowledge it all.
     for (const a of this.#assemblers.values()) a.flush((s) => this.#originFor(a, s));
     yield* this.#take();
   }
 
-  /** The fast path (no joining): one record per line, the whole batch acked at once. */
-  #plainEnvelope(batch: LineBatch): Envelope {
-    this.#noticeTruncation(batch);
-    const origin = this.#origin(batch, undefined);
-    const time = Date.now();
-    const lines = batch.lines;
-    const records: LogRecord[] = new Array(lines.length);
-    let start = batch.startOffset;
-    let bytes = 0;
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i] as Line;
-      const flags = line.flags === 0 ? 0 : recordFlags(line.flags);
-      records[i] = { origin, message: line.text, offset: start, time, flags };
-      bytes += line.text.length + 64;
-      start = line.offset;
+  /**
+   * The fast path (no joining): the lines stay bytes, copied out of the tailer's read buffer
+   * into a block, one record per line; the whole batch is acked at once.
+   */
+  #blockEnvelope(raw: RawLines): Envelope {
+    this.#noticeTruncation(raw);
+    const count = raw.count;
+    const data = this.#copy(raw.data);
+    const flags = raw.flags.slice(0, count);
+    for (let i = 0; i < count; i++) {
+      const f = flags[i] as number;
+      if (f !== 0) flags[i] = recordFlags(f);
     }
+    const block: LineBlock = {
+      origin: this.#origin(raw, undefined),
+      time: Date.now(),
+      base: raw.startOffset,
+      data,
+      count,
+      starts: raw.starts.slice(0, count),
+      ends: raw.ends.slice(0, count),
+      flags,
+    };
     const tailer = this.tailer;
-    return { records, bytes, commit: () => tailer.ack(batch) };
+    return {
+      records: block,
+      bytes: data.length + 64 * count,
+      commit: () => tailer.ack(raw),
+      release: () => this.#release(data),
+    };
   }
 
-  #noticeTruncation(batch: LineBatch): void {
+  /**
+   * A copy of a read's bytes, in a buffer of a delivered block when one is free: blocks come
+   * and go at the rate of reading, and fresh megabyte buffers would wait for V8 to collect
+   * them, growing the RSS (issue 5).
+   */
+  #copy(bytes: Buffer): Buffer {
+    if (bytes.length > BLOCK_BYTES) return Buffer.from(bytes);
+    const buf = this.#free.pop() ?? Buffer.allocUnsafeSlow(BLOCK_BYTES);
+    bytes.copy(buf);
+    return buf.subarray(0, bytes.length);
+  }
+
+  #release(data: Buffer): void {
+    const whole = Buffer.from(data.buffer, data.byteOffset, data.buffer.byteLength);
+    if (whole.length === BLOCK_BYTES && this.#free.length < MAX_FREE_BLOCKS) this.#free.push(whole);
+  }
+
+  #noticeTruncation(batch: LineBatch | RawLines): void {
     const last = this.#lastEnd.get(batch.fileId);
     if (last !== undefined && batch.startOffset < last) this.#bump(batch.fileId);
     this.#lastEnd.set(batch.fileId, batch.endOffset);
@@ -246,7 +280,7 @@ export class FileSource {
   }
 
   /** The origin of a batch's records (cached per file, generation, path and stream). */
-  #origin(batch: LineBatch, stream: "stdout" | "stderr" | undefined): Origin {
+  #origin(batch: LineBatch | RawLines, stream: "stdout" | "stderr" | undefined): Origin {
     const generation = this.#generations[batch.fileId] ?? 0;
     const path = join(this.options.root, batch.path);
     const cacheKey = `${batch.fileId}\u0000${generation}\u0000${path}\u0000${stream ?? ""}`;
@@ -268,3 +302,7 @@ export class FileSource {
 }
 
 const FLUSH = Symbol("flush");
+/** Size of a pooled block buffer: a read (1 MiB) and a partial line carried into it. */
+const BLOCK_BYTES = 1024 * 1024 + 64 * 1024;
+/** Free block buffers kept at most (16 MiB): more are left to the garbage collector. */
+const MAX_FREE_BLOCKS = 16;
