@@ -232,7 +232,7 @@ export class BuildkiteStore implements ArtifactStore {
         contentType: file.contentType,
         size: file.size,
       },
-      () => file.read(0, file.size),
+      file.content ?? (() => file.read(0, file.size)),
     );
     const res = await this.storage({
       what: `could not upload ${file.path}`,

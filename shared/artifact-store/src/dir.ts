@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -61,7 +61,8 @@ export class DirStore implements ArtifactStore {
     await mkdir(path.dirname(target), { recursive: true });
     const temp = path.join(path.dirname(target), `${TEMP_MARK}${randomBytes(6).toString("hex")}`);
     try {
-      await pipeline(file.read(0, file.size), createWriteStream(temp), { signal });
+      if (file.content) await writeFile(temp, file.content, { signal });
+      else await pipeline(file.read(0, file.size), createWriteStream(temp), { signal });
       await rename(temp, target);
     } catch (err) {
       await rm(temp, { force: true });

@@ -4,13 +4,15 @@ import { Readable } from "node:stream";
 /**
  * A multipart/form-data body (RFC 7578) whose length is known up front, as storage services
  * want an exact Content-Length: the text fields first, the file part last (S3 ignores fields
- * after the file). The file's bytes are streamed, never held in memory.
+ * after the file). The file's bytes are streamed, never held in memory, unless `content` is
+ * already a buffer (a small file kept from hashing): then the body is one buffer, which undici
+ * writes in one go without any stream.
  */
 export function formBody(
   fields: readonly [string, string][],
   file: { field: string; filename: string; contentType: string; size: number },
-  content: () => Readable,
-): { contentType: string; length: number; body: () => Readable } {
+  content: Buffer | (() => Readable),
+): { contentType: string; length: number; body: () => Readable | Buffer } {
   const boundary = `----buildpod${randomBytes(12).toString("hex")}`;
   let head = "";
   for (const [name, value] of fields) {
@@ -22,14 +24,20 @@ export function formBody(
   const before = Buffer.from(head, "utf8");
   const after = Buffer.from(`\r\n--${boundary}--\r\n`, "utf8");
 
+  const contentType = `multipart/form-data; boundary=${boundary}`;
+  const length = before.length + file.size + after.length;
+  if (Buffer.isBuffer(content)) {
+    const whole = Buffer.concat([before, content, after]);
+    return { contentType, length, body: () => whole };
+  }
   return {
-    contentType: `multipart/form-data; boundary=${boundary}`,
-    length: before.length + file.size + after.length,
+    contentType,
+    length,
     body: () =>
       Readable.from(
         (async function* () {
           yield before;
-          yield* content();
+          yield* (content as () => Readable)();
           yield after;
         })(),
         { objectMode: false },

@@ -3,6 +3,8 @@
  * `buildkite` (the agent API's artifact protocol over undici) and `dir` (a plain directory).
  * Libraries never print: failures come back as `StoreError`s or per-file `UploadResult`s.
  */
+
+export { BYTES_PER_COLLECTION, noteBuffers } from "./buffers.ts";
 export {
   BuildkiteStore,
   type BuildkiteStoreOptions,
@@ -13,7 +15,15 @@ export {
   splitRanges,
 } from "./buildkite.ts";
 export { contentTypeFor, DEFAULT_CONTENT_TYPE } from "./content-type.ts";
-export { type Digest, digestHandle, digestStream, READ_CHUNK, readRange } from "./digest.ts";
+export {
+  type Digest,
+  digestHandle,
+  digestStream,
+  KEEP_CONTENT_LIMIT,
+  READ_CHUNK,
+  readRange,
+  STREAM_CHUNK,
+} from "./digest.ts";
 export { DirStore } from "./dir.ts";
 export { isRetryable, StoreError } from "./errors.ts";
 export { type StoreConfig, storeFromConfig } from "./from-config.ts";

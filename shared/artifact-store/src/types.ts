@@ -14,6 +14,11 @@ export interface UploadSource {
   sha256: string;
   contentType: string;
   read(start: number, end: number): Readable;
+  /**
+   * The whole file as hashed, when it is small enough to have been kept from the hashing
+   * pass; stores then send it from memory and never call `read`.
+   */
+  content?: Buffer;
 }
 
 /** What became of one file of a batch. */

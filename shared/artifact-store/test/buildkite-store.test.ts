@@ -1,14 +1,20 @@
-import { createHash } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import {
   BuildkiteStore,
+  BYTES_PER_COLLECTION,
   DirStore,
+  digestHandle,
+  KEEP_CONTENT_LIMIT,
+  noteBuffers,
   openStore,
   parseStoreSpec,
+  readRange,
   resolveToken,
+  STREAM_CHUNK,
   StoreError,
   splitRanges,
   type UploadSource,
@@ -69,6 +75,21 @@ describe("buildkite store against the fake agent API", () => {
       const a = bk.finished().get(n);
       expect(a?.stored?.sha256).toBe(source(n, `content of ${n}`).sha256);
     }
+  });
+
+  it("sends a small file kept from hashing from memory, without reading it again", async () => {
+    const kept = {
+      ...source("kept.txt", "kept in memory"),
+      content: Buffer.from("kept in memory"),
+    };
+    kept.read = () => {
+      throw new Error("read() must not be called when the content is kept");
+    };
+    const [result] = await store.uploadBatch([kept]);
+    expect(result?.ok).toBe(true);
+    const a = bk.finished().get("kept.txt");
+    expect((await bk.read(a as never)).toString()).toBe("kept in memory");
+    expect(a?.stored?.sha256).toBe(kept.sha256);
   });
 
   it("uploads big files in parts with their ETags", async () => {
@@ -205,5 +226,58 @@ describe("dir store and store selection", () => {
       [4, 7],
       [7, 10],
     ]);
+  });
+});
+
+describe("hashing and reading files", () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(tmpdir(), "digest-"));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  async function digestOf(content: Buffer, keep: boolean) {
+    const file = path.join(root, `f-${content.length}-${keep}`);
+    await writeFile(file, content);
+    const handle = await open(file, "r");
+    try {
+      return await digestHandle(handle, content.length, undefined, keep);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  it("keeps the bytes of a small file it hashed only when asked, and never of a large one", async () => {
+    const small = randomBytes(10 * 1024);
+    const kept = await digestOf(small, true);
+    expect(kept.content).toEqual(small);
+    expect(kept.sha256).toBe(createHash("sha256").update(small).digest("hex"));
+    expect((await digestOf(small, false)).content).toBeUndefined();
+    expect((await digestOf(Buffer.alloc(0), true)).content).toEqual(Buffer.alloc(0));
+
+    const large = randomBytes(KEEP_CONTENT_LIMIT + 1);
+    const digest = await digestOf(large, true);
+    expect(digest.content).toBeUndefined();
+    expect(digest.sha1).toBe(createHash("sha1").update(large).digest("hex"));
+  });
+
+  it("streams ranges in bounded chunks, and collects without touching the global", async () => {
+    const content = randomBytes(3 * STREAM_CHUNK + 5);
+    const file = path.join(root, "ranges");
+    await writeFile(file, content);
+    const handle = await open(file, "r");
+    try {
+      const chunks: Buffer[] = [];
+      for await (const c of readRange(handle, 7, content.length - 3)) chunks.push(c as Buffer);
+      expect(Math.max(...chunks.map((c) => c.length))).toBeLessThanOrEqual(STREAM_CHUNK);
+      expect(Buffer.concat(chunks)).toEqual(content.subarray(7, content.length - 3));
+    } finally {
+      await handle.close();
+    }
+    // Collections are started through a separate context: the process's global stays as it was.
+    noteBuffers(BYTES_PER_COLLECTION);
+    expect((globalThis as { gc?: unknown }).gc).toBeUndefined();
   });
 });
