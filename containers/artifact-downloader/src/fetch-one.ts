@@ -1,13 +1,25 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, realpath, rename, rm } from "node:fs/promises";
+import { mkdir, realpath, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { type ArtifactStore, type RemoteArtifact, StoreError } from "@buildpod/artifact-store";
+import {
+  type ArtifactStore,
+  noteBuffers,
+  type RemoteArtifact,
+  StoreError,
+} from "@buildpod/artifact-store";
 
 /** Marks a file still being written; renamed to its real name only once verified. */
 export const PARTIAL_MARK = ".buildpod-partial-";
+
+/**
+ * Artifacts up to this size are received into memory, verified, then written in one call:
+ * for thousands of small files the stream pipeline (a transform and a write stream each)
+ * costs more than the bytes. At most `--concurrency` of them are held at once.
+ */
+export const IN_MEMORY_LIMIT = 256 * 1024;
 
 /**
  * Downloads one artifact to `absolute` (inside `destRoot`): streams into a temp file in the
@@ -27,6 +39,10 @@ export async function fetchOne(
   const dir = path.dirname(absolute);
   await prepareDir(dirs, destRoot, dir, artifact.path);
 
+  const temp = path.join(dir, `${PARTIAL_MARK}${randomBytes(6).toString("hex")}`);
+  if (artifact.fileSize > 0 && artifact.fileSize <= IN_MEMORY_LIMIT) {
+    return fetchSmall(store, artifact, absolute, temp, onBytes, signal);
+  }
   const check = expectedSum(artifact);
   const hash = check ? createHash(check.algorithm) : undefined;
   let bytes = 0;
@@ -35,14 +51,50 @@ export async function fetchOne(
       hash?.update(chunk);
       bytes += chunk.length;
       onBytes(chunk.length);
+      noteBuffers(chunk.length);
       done(null, chunk);
     },
   });
-  const temp = path.join(dir, `${PARTIAL_MARK}${randomBytes(6).toString("hex")}`);
   try {
     const body = await store.open(artifact, signal);
     await pipeline(body, count, createWriteStream(temp, { flags: "wx" }), { signal });
     verify(artifact, bytes, check && hash ? { ...check, got: hash.digest("hex") } : undefined);
+    await rename(temp, absolute);
+    return bytes;
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * `fetchOne` for a small artifact: the body is collected (never more than the size the search
+ * gave), checked like a streamed one, and only then written to the temp file and renamed.
+ */
+async function fetchSmall(
+  store: ArtifactStore,
+  artifact: RemoteArtifact,
+  absolute: string,
+  temp: string,
+  onBytes: (n: number) => void,
+  signal?: AbortSignal,
+): Promise<number> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  const body = await store.open(artifact, signal);
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    bytes += chunk.length;
+    onBytes(chunk.length);
+    noteBuffers(chunk.length);
+    if (bytes > artifact.fileSize) break; // too long: the size check below fails it
+    chunks.push(chunk);
+  }
+  const data = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+  const check = expectedSum(artifact);
+  const got = check && createHash(check.algorithm).update(data).digest("hex");
+  verify(artifact, bytes, check && got ? { ...check, got } : undefined);
+  try {
+    await writeFile(temp, data, { flag: "wx", signal });
     await rename(temp, absolute);
     return bytes;
   } catch (err) {

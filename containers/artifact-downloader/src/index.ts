@@ -5,5 +5,6 @@ export {
   type DownloadReport,
   downloadArtifacts,
 } from "./download.ts";
+export { IN_MEMORY_LIMIT } from "./fetch-one.ts";
 export { program } from "./program.ts";
 export { type Target, targetPath } from "./target.ts";

@@ -1,8 +1,9 @@
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { program, targetPath } from "@buildpod/artifact-downloader";
+import { IN_MEMORY_LIMIT, program, targetPath } from "@buildpod/artifact-downloader";
 import { runInProcess } from "@buildpod/runtime/testing";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
@@ -76,6 +77,19 @@ describe("artifact-downloader", () => {
     expect(r.code).toBe(1);
     expect((r.summary.failed as { error: string }[])[0]?.error).toMatch(/sha256 is .* says 0+/);
     expect(await readdir(path.join(dest, "sums"))).toEqual([]);
+  });
+
+  it("checks small artifacts in memory and large ones while streaming, both ways", async () => {
+    const large = randomBytes(IN_MEMORY_LIMIT + 1);
+    await bk.seedArtifact({ path: "both/large.bin", content: large });
+    await bk.seedArtifact({ path: "both/small.bin", content: "small" });
+    await bk.seedArtifact({ path: "both/bad.bin", content: large, sha256sum: "1".repeat(64) });
+    const r = await runInProcess(program, ["--query", "both/*", "--dest", dest], jobEnv());
+    expect(r.code).toBe(1);
+    expect(await readFile(path.join(dest, "both/large.bin"))).toEqual(large);
+    expect(await readFile(path.join(dest, "both/small.bin"), "utf8")).toBe("small");
+    expect((r.summary.failed as { path: string }[]).map((f) => f.path)).toEqual(["both/bad.bin"]);
+    expect((await readdir(path.join(dest, "both"))).sort()).toEqual(["large.bin", "small.bin"]);
   });
 
   it("fails a required query that matches nothing, naming the query and the build", async () => {
