@@ -2,6 +2,7 @@
 export { DEFAULT_EXCLUDES } from "./config.ts";
 export { type Prepared, prepare, sameState } from "./prepare.ts";
 export { program } from "./program.ts";
+export { SWEEP_GROUP, sweep } from "./sweep.ts";
 export {
   Uploader,
   type UploaderEvent,

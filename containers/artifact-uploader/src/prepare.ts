@@ -18,7 +18,8 @@ export interface Prepared {
  * Opens `file` below `root` safely (a symlink swapped in that leads outside, or a FIFO, is
  * refused by `openInsideRoot`), then hashes it with SHA-1 and SHA-256 in one streaming pass
  * through the open handle. The upload later reads the same handle, so what is sent is the file
- * that was hashed, even if the path is replaced meanwhile. Memory stays at one read chunk.
+ * that was hashed, even if the path is replaced meanwhile; a small file's bytes are kept from
+ * the hashing read and sent from memory. Memory stays at one read chunk per large file.
  */
 export async function prepare(
   root: string,
@@ -29,7 +30,7 @@ export async function prepare(
   const opened = await openInsideRoot(root, file.path);
   const { handle } = opened;
   try {
-    const digest = await digestHandle(handle, opened.info.size, signal);
+    const digest = await digestHandle(handle, opened.info.size, signal, true);
     const source: UploadSource = {
       path: file.path,
       absolutePath: file.absolutePath,
@@ -38,6 +39,7 @@ export async function prepare(
       sha256: digest.sha256,
       contentType: contentTypeFor(file.path, contentTypeOverride),
       read: (start, end) => readRange(handle, start, end),
+      content: digest.content,
     };
     return { source, info: opened.info, close: () => handle.close() };
   } catch (err) {

@@ -1,3 +1,5 @@
+import { stat } from "node:fs/promises";
+import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import { type StoreConfig, StoreError, storeFromConfig } from "@buildpod/artifact-store";
 import type { ConfigOf } from "@buildpod/config";
 import {
@@ -7,9 +9,10 @@ import {
   type Outcome,
   type RunContext,
 } from "@buildpod/runtime";
-import { CompletionWatcher } from "@buildpod/volume-watch";
+import { CompletionWatcher, type VolumeWatchWarning } from "@buildpod/volume-watch";
 import { Counter, Gauge } from "prom-client";
 import { options } from "./config.ts";
+import { sweep } from "./sweep.ts";
 import { Uploader, type UploaderEvent, type UploaderReport } from "./uploader.ts";
 
 type Config = ConfigOf<typeof options>;
@@ -44,6 +47,7 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
   });
 
   // Watch: each file complete in a state is queued once for that state.
+  const warn = warner(logger, uploader);
   const files = new CompletionWatcher({
     root: config.root,
     include: config.include,
@@ -53,23 +57,24 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
   });
   files.on("complete", (f) => uploader.enqueue(f));
   files.on("unlink", (f) => uploader.forget(f.path));
-  files.on("warning", (w) => {
-    logger.warn({ path: w.path, code: w.code, err: w.cause }, w.message);
-    if (w.path && (w.code === "symlink-outside-root" || w.code === "special-file")) {
-      uploader.refuse(w.path, w.message);
-    }
-  });
+  files.on("warning", warn);
+  // A workload that had already finished when this sidecar started (a restarted sidecar, a
+  // local run) leaves nothing to watch: the drain's sweep alone finds every file.
+  const watching = !(await settledNow(ctx.lifecycle.finished));
   try {
-    await files.start();
+    if (watching) await files.start();
+    else await checkRoot(config.root);
   } catch (err) {
     await store.close();
+    const why = ((err as Error).cause ?? err) as Error;
     throw new BuildpodError(
       "ARTIFACT_UPLOADER_NO_ROOT",
-      `could not watch ${config.root}: ${(err as Error).message}; mount the artifacts volume there or set --root`,
+      `could not watch ${config.root}: ${why.message}; mount the artifacts volume there or set --root`,
       { exitCode: ExitCode.CONFIG, cause: err },
     );
   }
-  logger.info({ store: store.name, endpoint, root: config.root }, "watching for artifacts");
+  const what = watching ? "watching for artifacts" : "the workload had finished: sweeping once";
+  logger.info({ store: store.name, endpoint, root: config.root }, what);
 
   // Drain: the final sweep catches everything not yet queued, bounded by the deadline.
   const finished = await ctx.lifecycle.finished;
@@ -78,12 +83,13 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
   const started = Date.now();
   let report: UploaderReport;
   try {
-    // Files seen but not yet quiet start uploading at once; the sweep, which walks the whole
-    // tree, then adds what the watcher had not seen. A file queued twice goes up once.
+    // Files seen but not yet quiet start uploading at once; the sweep then queues the whole
+    // tree as it walks it. A file queued twice goes up once.
     uploader.startDrain(files.pending());
-    const swept = await beforeDeadline(files.finalSweep(), deadline, []);
+    const filter = { root: config.root, include: config.include, exclude: config.exclude };
+    await sweep(filter, deadline, (found) => uploader.startDrain(found), warn);
     await files.close();
-    report = await uploader.drain(swept, deadline);
+    report = await uploader.drain([], deadline);
   } finally {
     await files.close();
     await store.close();
@@ -91,16 +97,32 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
   return outcome(report, Date.now() - started, logger);
 }
 
+async function checkRoot(root: string): Promise<void> {
+  if (!(await stat(root)).isDirectory()) throw new Error("it is not a directory");
+}
+
+/** True when `p` has already settled (checked after the promise jobs queued so far). */
+async function settledNow(p: Promise<unknown>): Promise<boolean> {
+  const pending = Symbol("pending");
+  const first = await Promise.race([p.then(() => true), setImmediatePromise(pending)]);
+  return first !== pending;
+}
+
 /**
- * The sweep walks the whole tree, which on a huge tree could outlast the deadline: past it,
- * the drain goes on with what the watcher had already queued.
+ * Logs each watcher or sweep warning once (the sweep passes the same symlinks and FIFOs the
+ * watcher already reported) and records refused paths with the uploader.
  */
-function beforeDeadline<T>(work: Promise<T>, deadline: AbortSignal, fallback: T): Promise<T> {
-  if (deadline.aborted) return Promise.resolve(fallback);
-  return Promise.race([
-    work,
-    new Promise<T>((resolve) => deadline.addEventListener("abort", () => resolve(fallback))),
-  ]);
+function warner(logger: Logger, uploader: Uploader) {
+  const seen = new Set<string>();
+  return (w: VolumeWatchWarning) => {
+    const key = `${w.code}\0${w.path ?? ""}`;
+    if (w.path !== undefined && seen.has(key)) return;
+    seen.add(key);
+    logger.warn({ path: w.path, code: w.code, err: w.cause }, w.message);
+    if (w.path && (w.code === "symlink-outside-root" || w.code === "special-file")) {
+      uploader.refuse(w.path, w.message);
+    }
+  };
 }
 
 async function openStore(ctx: RunContext<Config>) {

@@ -73,6 +73,7 @@ export class Uploader {
   private delayed = false;
   private draining = false;
   private wake?: NodeJS.Timeout;
+  private pumpSoon?: NodeJS.Immediate;
   private idle = Promise.withResolvers<void>();
 
   constructor(options: UploaderOptions) {
@@ -86,19 +87,36 @@ export class Uploader {
 
   /** Takes a file that is complete in the state `file` describes. */
   enqueue(file: FileInfo): void {
+    if (this.admit(file)) this.schedulePump();
+  }
+
+  /** Queues `file` unless it is in flight or already uploaded in this state; true if queued. */
+  private admit(file: FileInfo): boolean {
     if (this.inFlight.has(file.path)) {
       this.newer.set(file.path, file);
-      return;
+      return false;
     }
     const done = this.uploaded.get(file.path);
-    if (done && sameState(done, file)) return;
+    if (done && sameState(done, file)) return false;
     if (done && !this.draining) {
       this.changed.set(file.path, file);
       this.o.onEvent?.({ type: "changed", path: file.path });
-      return;
+      return false;
     }
     this.queue.set(file.path, { file, notBefore: 0, reupload: done !== undefined });
-    this.pump();
+    return true;
+  }
+
+  /**
+   * Pumps once after the files completing in this turn of the event loop are all queued, so
+   * that they share batches instead of the first ones going alone.
+   */
+  private schedulePump(): void {
+    if (this.pumpSoon) return;
+    this.pumpSoon = setImmediate(() => {
+      this.pumpSoon = undefined;
+      this.pump();
+    });
   }
 
   /**
@@ -126,7 +144,8 @@ export class Uploader {
       this.queue.set(path, { file, notBefore: 0, reupload: true });
     }
     this.changed.clear();
-    for (const file of files) this.enqueue(file);
+    for (const file of files) this.admit(file);
+    this.pump();
   }
 
   /**
@@ -150,6 +169,7 @@ export class Uploader {
     await this.whenSettled();
     deadline.removeEventListener("abort", onAbort);
     clearTimeout(this.wake);
+    clearImmediate(this.pumpSoon);
 
     this.report.leftOver = [...new Set([...this.queue.keys(), ...this.inFlight.keys()])].sort();
     return this.report;
