@@ -1,6 +1,6 @@
 // A growable byte buffer that request bodies are assembled in.
 
-/** A byte buffer that grows by doubling; `bytes()` returns a view of what was written. */
+/** A growable byte buffer; `bytes()` returns a view of what was written. */
 export class ByteWriter {
   buf: Buffer;
   /** `buf` as a DataView, for writing four bytes at once. */
@@ -16,8 +16,8 @@ export class ByteWriter {
   reserve(n: number): void {
     const need = this.pos + n;
     if (need <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < need) size *= 2;
+    // Grow by a quarter, not double: a reused request body should not hold twice its size.
+    const size = Math.max(need, this.buf.length + (this.buf.length >> 2)) + 4096;
     const next = Buffer.allocUnsafe(size);
     this.buf.copy(next, 0, 0, this.pos);
     this.buf = next;
@@ -83,7 +83,7 @@ export class ByteWriter {
     for (; i + 4 <= end; i += 4) {
       const x = srcView.getUint32(i, true);
       // Bit tricks over the four bytes at once: a high bit is set where a byte is < 0x20,
-      // equal to '"' (0x22) or equal to '\\' (0x5c). Bytes >= 0x80 never match.
+      // equal to '"' (0x22) or equal to '\\' (0x5c); a false alarm only costs the slow path.
       const quote = x ^ 0x22222222;
       const slash = x ^ 0x5c5c5c5c;
       const special =
@@ -99,6 +99,7 @@ export class ByteWriter {
     this.pos = o;
   }
 
+  /** Appends a string as UTF-8. */
   text(s: string): void {
     this.reserve(s.length * 3);
     this.pos += this.buf.write(s, this.pos, "utf8");

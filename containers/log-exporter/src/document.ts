@@ -39,6 +39,11 @@ export class DocumentEncoder {
   #tailBytes: Buffer;
   #parts: BlockParts | undefined;
 
+  /** Bytes of the static fields each document ends with. */
+  get tailLength(): number {
+    return this.#tailBytes.length;
+  }
+
   constructor(meta: RecordMeta) {
     this.#tail = `${staticFields(meta)}}`;
     this.#tailBytes = Buffer.from(this.#tail, "utf8");

@@ -10,7 +10,7 @@
 //   429, 5xx  retried alone, with backoff, until the drain deadline
 //   other     rejected for good (400 mapping errors, 404): dead-lettered, never retried
 import { readFileSync } from "node:fs";
-import { Client, type ClientOptions } from "@elastic/elasticsearch";
+import { Client, type ClientOptions, HttpConnection } from "@elastic/elasticsearch";
 import { ByteWriter } from "../bytes.ts";
 import { DocumentEncoder } from "../document.ts";
 import {
@@ -50,6 +50,8 @@ interface BulkItemResult {
 }
 
 const FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason";
+/** Bytes of an item besides its message and the static fields: action, time, path, offset. */
+const ITEM_OVERHEAD = 256;
 const ACTION_END = Buffer.from('"}}\n', "latin1");
 const NEWLINE = Buffer.from("\n", "latin1");
 
@@ -78,7 +80,10 @@ export class ElasticsearchSink implements Sink {
     let delivered = 0;
     // Body buffers are reused: a fresh multi-megabyte Buffer per request is garbage V8 only
     // collects after tens of megabytes of external memory, which shows in the peak RSS.
-    const w = this.#writers.pop() ?? new ByteWriter(1024 * 1024);
+    // Sized once for the whole body: growing step by step leaves a trail of dead buffers.
+    const size = Math.min(this.#estimate(batch), this.#options.maxBulkBytes + 64 * 1024);
+    const w = this.#writers.pop() ?? new ByteWriter(size);
+    w.reserve(size);
     try {
       for (const chunk of this.#chunks(batch, w)) {
         const records = () => batch.records().slice(chunk.from, chunk.to);
@@ -124,6 +129,16 @@ export class ElasticsearchSink implements Sink {
       }
     }
     if (w.pos > 0) yield { from, to: index, body: w.bytes() };
+  }
+
+  /** About how many bytes the bulk body of `batch` takes (a little more, rarely less). */
+  #estimate(batch: RecordBatch): number {
+    let bytes = 0;
+    for (const part of batch.parts) {
+      if (isBlock(part)) bytes += part.data.length * 1.05 + part.count * ITEM_OVERHEAD;
+      else for (const r of part) bytes += r.message.length * 1.1 + ITEM_OVERHEAD;
+    }
+    return Math.ceil(bytes + this.#encoder.tailLength * batch.count);
   }
 
   /** Line `i` of a block as its action line and document, from the block's bytes. */
@@ -250,6 +265,9 @@ function clientOptions(o: ElasticsearchSinkOptions): ClientOptions {
     maxRetries: 0,
     requestTimeout: o.requestTimeoutMs,
     compression: false,
+    // Node's own HTTP client rather than the default undici: measured in issue 5's
+    // benchmark, 14 MiB less peak RSS for the same CPU.
+    Connection: HttpConnection,
   };
   if (o.apiKey !== undefined) options.auth = { apiKey: o.apiKey };
   else if (o.username !== undefined) {
