@@ -18,6 +18,13 @@
  *
  * Goals: large files at least 80 % of the limit's throughput each way; at least 1,000 small
  * files per second each way; peak RSS at most 128 MiB while moving a 1 GiB file.
+ *
+ * Besides wall-clock rates, which other load on a shared machine distorts, each of our runs
+ * reports its CPU seconds (user + system, from /proc) and the fake's CPU seconds while serving
+ * it: the fake runs in this process on the same cores, so its share bounds what any client
+ * could reach here. Knobs for a quick run: ARTIFACTS_BENCH_SMALL (files, default 2000),
+ * ARTIFACTS_BENCH_BIG_MIB (size of each of the 4 large files, default 256),
+ * ARTIFACTS_BENCH_ONE_MIB (the memory run's file, default 1024).
  */
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -30,27 +37,35 @@ import { buildBundle, findBundles } from "../scripts/build.ts";
 import { type FakeBuildkite, startFakeBuildkite } from "../test/fakes/buildkite-agent-api.ts";
 
 const MiB = 1024 ** 2;
-const BIG = { count: 4, size: 256 * MiB };
-const SMALL = { count: 2000, size: 10 * 1024 };
+const BIG = { count: 4, size: Number(process.env.ARTIFACTS_BENCH_BIG_MIB ?? 256) * MiB };
+const SMALL = { count: Number(process.env.ARTIFACTS_BENCH_SMALL ?? 2000), size: 10 * 1024 };
+const ONE = Number(process.env.ARTIFACTS_BENCH_ONE_MIB ?? 1024) * MiB;
+const CLOCK_TICK_S = 0.01; // USER_HZ, 100 on Linux
 const log = (s: string) => console.log(s);
 
 interface Timed {
   ms: number;
   peakRssMiB: number;
+  /** User + system CPU seconds of the process (as last polled, at most 20 ms before exit). */
+  cpuS: number;
+  /** CPU seconds this process (the fake) spent meanwhile. */
+  fakeCpuS: number;
   code: number;
   output: string;
 }
 
-/** Runs a bundle with Node 24, polling its peak RSS (VmHWM) until it exits. */
+/** Runs a bundle with Node 24, polling its peak RSS (VmHWM) and CPU time until it exits. */
 function runBundle(bundle: string, args: string[], env: Record<string, string>): Promise<Timed> {
   return new Promise((resolve, reject) => {
     const start = performance.now();
+    const fakeBefore = process.cpuUsage();
     const child = spawn(process.execPath, [bundle, ...args], {
       env: { PATH: process.env.PATH ?? "", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";
     let peak = 0;
+    let cpuS = 0;
     child.stdout.on("data", (c: Buffer) => {
       output += c.toString();
     });
@@ -62,6 +77,10 @@ function runBundle(bundle: string, args: string[], env: Record<string, string>):
         const status = readFileSync(`/proc/${child.pid}/status`, "utf8");
         const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
         peak = Math.max(peak, kb / 1024);
+        // Fields 14 and 15 (utime, stime) follow the parenthesised command name.
+        const stat = readFileSync(`/proc/${child.pid}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        cpuS = (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_S;
       } catch {
         // exited between polls
       }
@@ -69,7 +88,16 @@ function runBundle(bundle: string, args: string[], env: Record<string, string>):
     child.on("error", reject);
     child.on("exit", (code) => {
       clearInterval(poll);
-      resolve({ ms: performance.now() - start, peakRssMiB: peak, code: code ?? 1, output });
+      const fake = process.cpuUsage(fakeBefore);
+      const fakeCpuS = (fake.user + fake.system) / 1e6;
+      resolve({
+        ms: performance.now() - start,
+        peakRssMiB: peak,
+        cpuS,
+        fakeCpuS,
+        code: code ?? 1,
+        output,
+      });
     });
   });
 }
@@ -147,8 +175,22 @@ async function download(bundle: string, bk: FakeBuildkite, query: string, dest: 
   return r;
 }
 
+/** Wall ms of a curl run and the fake's CPU seconds while serving it. */
+interface CurlRun {
+  ms: number;
+  fakeCpuS: number;
+}
+
+async function curlRun(config: string): Promise<CurlRun> {
+  const before = process.cpuUsage();
+  const ms = await timed(["curl", "-K", config]);
+  const fake = process.cpuUsage(before);
+  await rm(config);
+  return { ms, fakeCpuS: (fake.user + fake.system) / 1e6 };
+}
+
 /** One curl process POSTing every file as the form the batch template describes. */
-async function curlUpload(bk: FakeBuildkite, root: string, files: string[]): Promise<number> {
+async function curlUpload(bk: FakeBuildkite, root: string, files: string[]): Promise<CurlRun> {
   const res = await fetch(`${bk.endpoint}/jobs/${bk.jobId}/artifacts`, {
     method: "POST",
     headers: { authorization: `Token ${bk.token}`, "content-type": "application/json" },
@@ -170,9 +212,7 @@ async function curlUpload(bk: FakeBuildkite, root: string, files: string[]): Pro
   }
   const config = path.join(tmpdir(), `bench-curl-${process.pid}.cfg`);
   writeFileSync(config, `${lines.join("\n")}\n`);
-  const ms = await timed(["curl", "-K", config]);
-  await rm(config);
-  return ms;
+  return curlRun(config);
 }
 
 interface Template {
@@ -181,7 +221,7 @@ interface Template {
 }
 
 /** One curl process GETting each artifact's URL (following the redirect) into `dest`. */
-async function curlDownload(bk: FakeBuildkite, jobId: string, dest: string): Promise<number> {
+async function curlDownload(bk: FakeBuildkite, jobId: string, dest: string): Promise<CurlRun> {
   await mkdir(dest, { recursive: true });
   const lines: string[] = [];
   let i = 0;
@@ -192,9 +232,7 @@ async function curlDownload(bk: FakeBuildkite, jobId: string, dest: string): Pro
   }
   const config = path.join(tmpdir(), `bench-curl-dl-${process.pid}.cfg`);
   writeFileSync(config, `${lines.join("\n")}\n`);
-  const ms = await timed(["curl", "-K", config]);
-  await rm(config);
-  return ms;
+  return curlRun(config);
 }
 
 async function main() {
@@ -256,34 +294,38 @@ async function main() {
     const downSmall = await download(dl, bk, "dir-*/*.txt", path.join(work, "ours-small"));
 
     // Memory while moving one 1 GiB file (random head and tail, sparse middle).
-    log("memory: one 1 GiB file each way...");
+    log(`memory: one ${ONE / MiB} MiB file each way...`);
     const one = path.join(work, "one");
     await mkdir(one);
     const gib = path.join(one, "one-gib.bin");
     await writeFile(gib, randomBytes(MiB));
-    await truncate(gib, 1024 * MiB);
+    await truncate(gib, ONE);
     const oneJob = bk.addJob({ id: "bench-one", buildId: bk.buildId }).id;
     const upOne = await upload(bundles["artifact-uploader"] as string, bk, one, oneJob);
     const downOne = await download(dl, bk, "one-gib.bin", path.join(work, "ours-one"));
 
-    const limitUpBig = sha1Big + sha256Big + curlUpBig;
-    const limitDownBig = curlDownBig + sha256DownBig;
-    const limitUpSmall = sha1Small + sha256Small + curlUpSmall;
-    const limitDownSmall = curlDownSmall + sha256DownSmall;
+    const limitUpBig = sha1Big + sha256Big + curlUpBig.ms;
+    const limitDownBig = curlDownBig.ms + sha256DownBig;
+    const limitUpSmall = sha1Small + sha256Small + curlUpSmall.ms;
+    const limitDownSmall = curlDownSmall.ms + sha256DownSmall;
     const rate = (mib: number, ms: number) => Number((mib / (ms / 1000)).toFixed(1));
     const perSec = (n: number, ms: number) => Math.round(n / (ms / 1000));
     const pct = (ours: number, limit: number) => Number(((limit / ours) * 100).toFixed(1));
+    const seconds = (s: number) => Number(s.toFixed(2));
+    const big = `${BIG.count} x ${BIG.size / MiB} MiB`;
+    const small = `${SMALL.count.toLocaleString("en")} x 10 KiB`;
+    const oneFile = ONE === 1024 * MiB ? "1 GiB" : `${ONE / MiB} MiB`;
     metrics.push(
-      { name: "upload 4 x 256 MiB, ours", value: rate(bigMiB, upBig.ms), unit: "MiB/s" },
-      { name: "upload 4 x 256 MiB, limit", value: rate(bigMiB, limitUpBig), unit: "MiB/s" },
+      { name: `upload ${big}, ours`, value: rate(bigMiB, upBig.ms), unit: "MiB/s" },
+      { name: `upload ${big}, limit`, value: rate(bigMiB, limitUpBig), unit: "MiB/s" },
       {
         name: "upload large files, ours vs limit",
         value: pct(upBig.ms, limitUpBig),
         unit: "%",
         goal: { op: ">=", value: 80 },
       },
-      { name: "download 4 x 256 MiB, ours", value: rate(bigMiB, downBig.ms), unit: "MiB/s" },
-      { name: "download 4 x 256 MiB, limit", value: rate(bigMiB, limitDownBig), unit: "MiB/s" },
+      { name: `download ${big}, ours`, value: rate(bigMiB, downBig.ms), unit: "MiB/s" },
+      { name: `download ${big}, limit`, value: rate(bigMiB, limitDownBig), unit: "MiB/s" },
       {
         name: "download large files, ours vs limit",
         value: pct(downBig.ms, limitDownBig),
@@ -291,48 +333,78 @@ async function main() {
         goal: { op: ">=", value: 80 },
       },
       {
-        name: "upload 2,000 x 10 KiB, ours",
+        name: `upload ${small}, ours`,
         value: perSec(SMALL.count, upSmall.ms),
         unit: "files/s",
         goal: { op: ">=", value: 1000 },
       },
       {
-        name: "upload 2,000 x 10 KiB, limit",
+        name: `upload ${small}, limit`,
         value: perSec(SMALL.count, limitUpSmall),
         unit: "files/s",
       },
       {
-        name: "download 2,000 x 10 KiB, ours",
+        name: `download ${small}, ours`,
         value: perSec(SMALL.count, downSmall.ms),
         unit: "files/s",
         goal: { op: ">=", value: 1000 },
       },
       {
-        name: "download 2,000 x 10 KiB, limit",
+        name: `download ${small}, limit`,
         value: perSec(SMALL.count, limitDownSmall),
         unit: "files/s",
       },
+      { name: `upload ${small}, ours, CPU`, value: seconds(upSmall.cpuS), unit: "s" },
       {
-        name: "uploader peak RSS, one 1 GiB file",
+        name: `upload ${small}, fake serving ours, CPU`,
+        value: seconds(upSmall.fakeCpuS),
+        unit: "s",
+      },
+      {
+        name: `upload ${small}, fake serving curl, CPU`,
+        value: seconds(curlUpSmall.fakeCpuS),
+        unit: "s",
+      },
+      { name: `download ${small}, ours, CPU`, value: seconds(downSmall.cpuS), unit: "s" },
+      {
+        name: `download ${small}, fake serving ours, CPU`,
+        value: seconds(downSmall.fakeCpuS),
+        unit: "s",
+      },
+      {
+        name: `download ${small}, fake serving curl, CPU`,
+        value: seconds(curlDownSmall.fakeCpuS),
+        unit: "s",
+      },
+      { name: `upload ${big}, ours, CPU`, value: seconds(upBig.cpuS), unit: "s" },
+      { name: `download ${big}, ours, CPU`, value: seconds(downBig.cpuS), unit: "s" },
+      {
+        name: `uploader peak RSS, one ${oneFile} file`,
         value: Math.round(upOne.peakRssMiB),
         unit: "MiB",
         goal: { op: "<=", value: 128 },
       },
       {
-        name: "downloader peak RSS, one 1 GiB file",
+        name: `downloader peak RSS, one ${oneFile} file`,
         value: Math.round(downOne.peakRssMiB),
         unit: "MiB",
         goal: { op: "<=", value: 128 },
       },
       {
-        name: "uploader peak RSS, 4 x 256 MiB",
+        name: `uploader peak RSS, ${big}`,
         value: Math.round(upBig.peakRssMiB),
+        unit: "MiB",
+      },
+      { name: `uploader peak RSS, ${small}`, value: Math.round(upSmall.peakRssMiB), unit: "MiB" },
+      {
+        name: `downloader peak RSS, ${small}`,
+        value: Math.round(downSmall.peakRssMiB),
         unit: "MiB",
       },
     );
     notes.push(
-      `limit parts (ms): upload large sha1sum ${sha1Big.toFixed(0)}, sha256sum ${sha256Big.toFixed(0)}, curl ${curlUpBig.toFixed(0)}; download large curl ${curlDownBig.toFixed(0)}, sha256sum ${sha256DownBig.toFixed(0)}`,
-      `limit parts (ms): upload small sha1sum ${sha1Small.toFixed(0)}, sha256sum ${sha256Small.toFixed(0)}, curl ${curlUpSmall.toFixed(0)}; download small curl ${curlDownSmall.toFixed(0)}, sha256sum ${sha256DownSmall.toFixed(0)}`,
+      `limit parts (ms): upload large sha1sum ${sha1Big.toFixed(0)}, sha256sum ${sha256Big.toFixed(0)}, curl ${curlUpBig.ms.toFixed(0)}; download large curl ${curlDownBig.ms.toFixed(0)}, sha256sum ${sha256DownBig.toFixed(0)}`,
+      `limit parts (ms): upload small sha1sum ${sha1Small.toFixed(0)}, sha256sum ${sha256Small.toFixed(0)}, curl ${curlUpSmall.ms.toFixed(0)}; download small curl ${curlDownSmall.ms.toFixed(0)}, sha256sum ${sha256DownSmall.toFixed(0)}`,
       "ours includes process start-up, the scan and the API calls (create, state update, search)",
       `load average at end: ${loadavg()
         .map((l) => l.toFixed(1))
