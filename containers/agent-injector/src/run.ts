@@ -40,6 +40,7 @@ export const run = defineCommand({
   description: "sidecar: supervise buildkite-agent, watch for cancellation, mark the job's end",
   kind: "sidecar",
   options: runOptions,
+  positionals: "[-- AGENT_COMMAND...]",
   async run(ctx) {
     const job = await loadJob(ctx);
     const logger = scrubbingLogger(ctx, job);

@@ -12,6 +12,7 @@ export const sync = defineCommand({
     "create, update, repair and gc the mirrors in the cache (run by the CronJob or DaemonSet that owns it)",
   kind: "tool",
   options: syncOptions,
+  positionals: "URL...",
   async run(ctx) {
     const c = ctx.config;
     const urls = await collectUrls(ctx.positionals, c.urlsFile);

@@ -12,6 +12,11 @@ export interface LoadInput {
   envPrefix: string;
   /** A YAML or JSON file of option keys (typically a mounted ConfigMap). */
   configFile?: string;
+  /**
+   * Whether words besides flags are allowed (`repo-mirror sync URL...`). When not, each is a
+   * problem: a path given without its flag must not be dropped silently.
+   */
+  positionals?: boolean;
 }
 
 /** A validated configuration with the origin of every value. */
@@ -40,6 +45,15 @@ interface Raw {
 export function loadConfig<O extends Options>(options: O, input: LoadInput): Loaded<O> {
   const problems: Problem[] = [];
   const fromFlags = readFlags(options, input.argv, problems);
+  if (!input.positionals) {
+    for (const word of fromFlags.positionals) {
+      problems.push({
+        key: word,
+        expected: "a flag; this command takes no other arguments",
+        hint: "write options as --name VALUE (see --help)",
+      });
+    }
+  }
   const file = input.configFile ? parseFile(input.configFile) : undefined;
   const fromFile = file ? readFile(options, file, problems) : new Map<string, Raw>();
   const fromEnv = readEnv(options, input.env, input.envPrefix);
@@ -81,7 +95,9 @@ export function loadConfig<O extends Options>(options: O, input: LoadInput): Loa
     }
     problems.push(...found);
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) {
+    throw new ConfigError(problems, unknownEnv(options, input.env, input.envPrefix));
+  }
   return {
     config: config as ConfigOf<O>,
     sources,
@@ -169,7 +185,20 @@ function readFlags(options: Options, argv: readonly string[], problems: Problem[
       positionals.push(...argv.slice(i + 1));
       break;
     }
-    if (!word.startsWith("--") || word === "--") {
+    if (/^-[^-]/.test(word)) {
+      // Only `--name` flags exist: `-x` is a typo, not an argument.
+      problems.push({
+        key: word,
+        source: { kind: "flag", name: word },
+        expected: "a known flag (flags are written --name)",
+        hint: unknownKeyHint(
+          `--${word.slice(1).split("=")[0]}`,
+          [...byFlag.keys()].map((f) => `--${f}`),
+        ),
+      });
+      continue;
+    }
+    if (!word.startsWith("--")) {
       positionals.push(word);
       continue;
     }

@@ -46,13 +46,17 @@ export function formatProblem(problem: Problem): string {
  */
 export class ConfigError extends Error {
   readonly problems: Problem[];
+  /** Warnings that may explain the problems (a mistyped env var behind a missing value). */
+  readonly notes: string[];
 
-  constructor(problems: Problem[]) {
+  constructor(problems: Problem[], notes: readonly string[] = []) {
     const noun = problems.length === 1 ? "problem" : "problems";
     const lines = problems.map((p) => `  - ${formatProblem(p)}`);
+    for (const note of notes) lines.push(`  note: ${note}`);
     super(`invalid configuration, ${problems.length} ${noun}:\n${lines.join("\n")}`);
     this.name = "ConfigError";
     this.problems = problems;
+    this.notes = [...notes];
   }
 }
 

@@ -31,9 +31,21 @@ export function parseByteSize(text: string): number | undefined {
   return match && factor !== undefined ? Math.round(Number(match[1]) * factor) : undefined;
 }
 
-function parsedWith(parse: (text: string) => number | undefined, expected: string) {
+function parsedWith(
+  parse: (text: string) => number | undefined,
+  expected: string,
+  bareNumbers: "accepted" | "zero only",
+) {
   return z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
-    if (typeof value === "number") return value;
+    if (typeof value === "number") {
+      if (bareNumbers === "accepted" || value === 0) return value;
+      ctx.addIssue({
+        code: "custom",
+        message: `${expected} (a bare number has no unit)`,
+        input: value,
+      });
+      return z.NEVER;
+    }
     const parsed = parse(value);
     if (parsed === undefined) {
       ctx.addIssue({ code: "custom", message: expected, input: value });
@@ -44,18 +56,25 @@ function parsedWith(parse: (text: string) => number | undefined, expected: strin
 }
 
 /**
- * A duration in milliseconds, written with a unit: "25s", "500ms", "2m", "1h30m" (or "0"). A
- * number given as a number (from code, or a YAML number) is milliseconds.
+ * A duration in milliseconds, written with a unit: "25s", "500ms", "2m", "1h30m" (or "0").
+ * A bare number is refused wherever it comes from, a YAML file included: `drainTimeout: 25`
+ * could mean seconds as easily as milliseconds, and a 25 ms drain loses data quietly.
+ * Defaults in code (`duration.default(25_000)`) are milliseconds and are not parsed.
  */
 export const duration = parsedWith(
   parseDuration,
   'a duration with a unit, such as "25s", "500ms" or "2m"',
+  "zero only",
 );
 
 /** A size in bytes, written as "5MiB", "100KB", "1GiB" or a number of bytes. */
-export const byteSize = parsedWith(parseByteSize, 'a size such as "5MiB", "512KiB" or "1GB"');
+export const byteSize = parsedWith(
+  parseByteSize,
+  'a size such as "5MiB", "512KiB" or "1GB"',
+  "accepted",
+);
 
 /** Listen address `HOST:PORT` or `:PORT`. */
 export const listenAddress = z
   .string()
-  .regex(/^(\[[0-9a-f:.]+\]|[^:\s]*):\d{1,5}$/i, 'expected HOST:PORT or ":PORT", e.g. ":9100"');
+  .regex(/^(\[[0-9a-f:.]+\]|[^:\s]*):\d{1,5}$/i, 'HOST:PORT or ":PORT", such as ":9100"');

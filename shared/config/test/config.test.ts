@@ -61,6 +61,7 @@ describe("loadConfig", () => {
       env: { T_REPO: "from-env", T_DEPTH: "9" },
       envPrefix: "T",
       configFile: file,
+      positionals: true,
     });
     expect(loaded.config.repo).toBe("from-flag");
     expect(loaded.config.depth).toBe(9);
@@ -292,7 +293,9 @@ describe("values", () => {
   it("parses durations and sizes", () => {
     expect(duration.parse("500ms")).toBe(500);
     expect(duration.parse("2m")).toBe(120_000);
-    expect(duration.parse(42)).toBe(42);
+    // A bare number (a YAML `drainTimeout: 25`) has no unit; only 0 means the same in all.
+    expect(duration.safeParse(42).success).toBe(false);
+    expect(duration.parse(0)).toBe(0);
     expect(duration.safeParse("2 weeks").success).toBe(false);
     expect(duration.safeParse("25").success).toBe(false);
     expect(duration.parse("0")).toBe(0);

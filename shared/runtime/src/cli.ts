@@ -44,18 +44,21 @@ export interface ProgramIo {
 export async function runProgram(program: Program, io: ProgramIo): Promise<number> {
   const startedAt = new Date();
   const { name: commandName, command, rest } = pickCommand(program, io.argv);
-  if (!command && !rest.includes("--help") && !rest.includes("-h")) {
-    const guess = didYouMean(commandName, Object.keys(program.commands));
-    const hint = guess ? `; did you mean "${guess}"?` : "";
-    io.stderr.write(`${program.name}: unknown command "${commandName}"${hint}\n\n`);
+  const help = rest.includes("--help") || rest.includes("-h");
+  if (!command && !help) {
+    const names = Object.keys(program.commands);
+    const guess = didYouMean(commandName, names);
+    const hint = guess ? `did you mean "${guess}"?` : `the commands are ${names.join(", ")}`;
+    io.stderr.write(
+      `${program.name}: unknown command "${commandName}"; ${hint} (${program.name} --help lists them)\n`,
+    );
+    return ExitCode.CONFIG;
   }
-  if (rest.includes("--help") || rest.includes("-h") || !command) {
+  if (help || !command) {
     // `<program> <command> --help` shows that command; `<program> --help` shows them all.
     const named = io.argv[0] !== undefined && Object.hasOwn(program.commands, io.argv[0]);
     io.stdout.write(renderHelp(program, command && named ? commandName : undefined));
-    return command || rest.includes("--help") || rest.includes("-h")
-      ? ExitCode.OK
-      : ExitCode.CONFIG;
+    return ExitCode.OK;
   }
   if (rest.includes("--help-markdown")) {
     io.stdout.write(renderMarkdownOptions(program));
@@ -79,15 +82,19 @@ export async function runProgram(program: Program, io: ProgramIo): Promise<numbe
       env: io.env,
       envPrefix: program.envPrefix,
       configFile: configFileOf(rest, io.env, program.envPrefix),
+      positionals: command.positionals !== undefined,
     });
     lifecycleSettings = await lifecycleSettingsOf(command, loaded, io.env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     io.stderr.write(`${program.name}: ${err.message}\n`);
     const logger = createLogger({ component: program.name, destination: logStream(command, io) });
-    const lifecycleDir = io.env.BUILDPOD_LIFECYCLE_DIR ?? "/buildpod";
-    const summary = { problems: err.problems.length };
-    const container = io.env.BUILDPOD_CONTAINER_NAME || program.name;
+    // The status file still goes where the flags or env put it, though other values are wrong.
+    const lifecycleDir =
+      flagValue(rest, "lifecycle-dir") ?? io.env.BUILDPOD_LIFECYCLE_DIR ?? "/buildpod";
+    const container =
+      flagValue(rest, "container-name") ?? (io.env.BUILDPOD_CONTAINER_NAME || program.name);
+    const summary = { problems: err.problems.length, error: err.message };
     await finish(container, commandName, logger, lifecycleDir, startedAt, ExitCode.CONFIG, summary);
     return ExitCode.CONFIG;
   }
@@ -262,8 +269,16 @@ function outcomeOfError(err: unknown, logger: Logger, io: ProgramIo): Outcome {
     return { exitCode: ExitCode.CONFIG, summary: { error: err.message } };
   }
   if (err instanceof BuildpodError) {
-    logger.error({ err, code: err.code, hint: err.hint }, err.message);
-    return { exitCode: err.exitCode, summary: { error: err.message, code: err.code } };
+    // A failure the program expected and explained (bad input, a server that refused): one
+    // line that says what failed and what to do, without a stack trace. The cause is shown
+    // only when the message does not already carry it.
+    const text =
+      err.hint && !err.message.includes(err.hint) ? `${err.message}; ${err.hint}` : err.message;
+    const cause = err.cause instanceof Error ? err.cause.message : undefined;
+    const fields = cause && !text.includes(cause) ? { code: err.code, cause } : { code: err.code };
+    logger.error(fields, text);
+    logger.debug({ err }, "the failure in full");
+    return { exitCode: err.exitCode, summary: { error: text, code: err.code } };
   }
   logger.error({ err }, "internal error: this is a bug, please report it with this line");
   return {
@@ -296,8 +311,12 @@ async function finish(
   try {
     const path = await writeStatus(lifecycleDir, record);
     if (path) logger.debug({ path }, "wrote status file");
+    // Outside a pod (a standalone run) there is often no lifecycle directory: nothing to say.
     else
-      logger.info({ path: lifecycleDir }, "no status file: the lifecycle directory does not exist");
+      logger.debug(
+        { path: lifecycleDir },
+        "no status file: the lifecycle directory does not exist",
+      );
   } catch (err) {
     logger.warn({ err, path: lifecycleDir }, "could not write the status file");
   }
@@ -320,6 +339,18 @@ function pickCommand(program: Program, argv: readonly string[]) {
   return { name, command: program.commands[name], rest: argv };
 }
 
+/** The value of `--name VALUE` or `--name=VALUE` (the last one), read before validation. */
+function flagValue(argv: readonly string[], name: string): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i] as string;
+    if (word === "--") break;
+    if (word === `--${name}`) value = argv[i + 1];
+    else if (word.startsWith(`--${name}=`)) value = word.slice(name.length + 3);
+  }
+  return value;
+}
+
 function optionsOf(program: Program, command: Command): Options {
   return {
     ...command.options,
@@ -330,14 +361,7 @@ function optionsOf(program: Program, command: Command): Options {
 
 function configFileOf(argv: readonly string[], env: ProgramIo["env"], envPrefix: string) {
   // The last --config wins, as for every other flag.
-  let file: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const word = argv[i] as string;
-    if (word === "--") break;
-    if (word === "--config") file = argv[i + 1];
-    else if (word.startsWith("--config=")) file = word.slice("--config=".length);
-  }
-  return file ?? (env[`${envPrefix}_CONFIG`] || undefined);
+  return flagValue(argv, "config") ?? (env[`${envPrefix}_CONFIG`] || undefined);
 }
 
 /** `--help` for the program, or for one command with its flags. */
@@ -358,6 +382,10 @@ export function renderHelp(program: Program, commandName?: string): string {
   const shown = commandName ? [commandName] : names;
   for (const name of shown) {
     const command = program.commands[name] as Command;
+    if (command.positionals) {
+      const prefix = names.length > 1 ? `${program.name} ${name}` : program.name;
+      lines.push(`Usage: ${prefix} [flags] ${command.positionals}`, "");
+    }
     lines.push(`Flags of ${names.length > 1 ? `"${name}"` : program.name} (${command.kind}):`);
     lines.push(renderOptions(command.options, program.envPrefix), "");
     if (command.kind === "sidecar") {

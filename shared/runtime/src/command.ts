@@ -46,6 +46,12 @@ export interface Command<O extends Options = Options> {
   description: string;
   kind: CommandKind;
   options: O;
+  /**
+   * The words the command takes besides flags, as `--help` shows them (`URL...`). A command
+   * without it refuses any such word: a flag written `-x` or a path given without its flag
+   * must not be dropped silently.
+   */
+  positionals?: string;
   run(ctx: RunContext<ConfigOf<O>>): Promise<Outcome>;
 }
 

@@ -55,13 +55,27 @@ export function createLogger(options: LoggerOptions): Logger {
 }
 
 /**
- * pino's error serializer, except for DOMExceptions (the AbortError of every cancelled request):
- * their two dozen legacy code constants are enumerable and would fill the line.
+ * pino's error serializer, with two changes. DOMExceptions (the AbortError of every cancelled
+ * request) lose their two dozen enumerable legacy code constants, which would fill the line.
+ * And the message gets a cause's message appended only when it does not already say it: our
+ * errors are written "could not X: <why>", so pino's plain appending would repeat the why.
  */
 function serializeError(err: unknown) {
   if (err instanceof DOMException)
     return { type: "DOMException", name: err.name, message: err.message };
-  return pino.stdSerializers.err(err as Error);
+  const out = pino.stdSerializers.err(err as Error);
+  if (err instanceof Error) out.message = messageWithNewCauses(err);
+  return out;
+}
+
+function messageWithNewCauses(err: Error): string {
+  let text = err.message;
+  let cause = err.cause;
+  for (let depth = 0; cause instanceof Error && depth < 8; depth++) {
+    if (cause.message && !text.includes(cause.message)) text += `: ${cause.message}`;
+    cause = cause.cause;
+  }
+  return text;
 }
 
 const scrubbers = new WeakMap<Logger, (values: readonly string[]) => void>();

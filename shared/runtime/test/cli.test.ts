@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -146,10 +146,15 @@ describe("runProgram", () => {
   it("maps a task failure to its exit code and a bug to 70", async () => {
     const task = await run(program, ["--name", "x", "--fail", "task"]);
     expect(task.code).toBe(ExitCode.FAILED);
-    expect(task.lines.find((l) => l.level === "error")).toMatchObject({
-      msg: "could not greet: nobody answered",
+    const failure = task.lines.find((l) => l.level === "error");
+    expect(failure).toMatchObject({
+      msg: "could not greet: nobody answered; try again later",
       code: "DEMO_NO_GREETING",
-      hint: "try again later",
+    });
+    // A failure the program explained is one line without a stack trace.
+    expect(failure?.err).toBeUndefined();
+    expect(task.lines.at(-1)).toMatchObject({
+      summary: { error: "could not greet: nobody answered; try again later" },
     });
     const bug = await run(program, ["--name", "x", "--fail", "bug"]);
     expect(bug.code).toBe(ExitCode.INTERNAL);
@@ -228,6 +233,27 @@ describe("runProgram", () => {
     const { defaultCommand: _, ...noDefault } = program;
     const ran = await run(noDefault, ["gret"]);
     expect(ran.code).toBe(ExitCode.CONFIG);
-    expect(ran.stdout).toContain("Commands:");
+    expect(ran.stderr).toMatch(/unknown command "gret"; did you mean "greet"\?/);
+    // One line, not the whole help after it.
+    expect(ran.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  it("refuses words it would otherwise drop: -x flags and arguments to a command without any", async () => {
+    const ran = await run(program, ["--name", "x", "-v", "./out"]);
+    expect(ran.code).toBe(ExitCode.CONFIG);
+    expect(ran.stderr).toContain("-v (flag -v): expected a known flag (flags are written --name)");
+    expect(ran.stderr).toContain("./out: expected a flag; this command takes no other arguments");
+  });
+
+  it("names a mistyped env var when a required value is missing, and keeps --lifecycle-dir", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-test-"));
+    mkdirSync(join(dir, "status"));
+    const ran = await run(program, ["--lifecycle-dir", dir], { DEMO_NAMEE: "ops" });
+    expect(ran.code).toBe(ExitCode.CONFIG);
+    expect(ran.stderr).toContain(
+      'note: env DEMO_NAMEE matches no option; did you mean "DEMO_NAME"?',
+    );
+    const status = JSON.parse(readFileSync(join(dir, "status", "demo.json"), "utf8"));
+    expect(status).toMatchObject({ exit_code: ExitCode.CONFIG, summary: { problems: 1 } });
   });
 });
