@@ -109,6 +109,7 @@ const BANNER = [
   "const require = __buildpodCreateRequire(import.meta.url);",
   // The bundled libraries (undici, chokidar, ...) need Node 22 or newer and fail on older ones
   // with errors that do not say so; this line runs before any of them.
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: JavaScript source for the banner
   'if (Number(process.versions.node.split(".")[0]) < 22) { process.stderr.write(`this program needs Node.js 22 or newer (24 LTS is what it is built for); this is Node.js ${process.version}\\n`); process.exit(2); }',
 ].join("\n");
 

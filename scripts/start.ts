@@ -7,7 +7,8 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
-const run = (args: string[]) => spawnSync(process.execPath, args, { cwd: ROOT, stdio: "inherit" }).status ?? 1;
+const run = (args: string[]) =>
+  spawnSync(process.execPath, args, { cwd: ROOT, stdio: "inherit" }).status ?? 1;
 
 const built = run(["scripts/build.ts"]);
 if (built !== 0) process.exit(built);

@@ -20,6 +20,7 @@ export function wantedPackages(): string[] {
 
 export function missingPackages(names: string[]): string[] {
   if (names.length === 0) return [];
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
   const result = spawnSync("dpkg-query", ["-W", "-f=${Package} ${db:Status-Status}\\n", ...names], {
     encoding: "utf8",
   });
@@ -46,14 +47,23 @@ function install(missing: string[]): void {
   execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
   // Debian's service packages try to start their daemons; policy-rc.d answering 101 keeps
   // them stopped, since the tests start their own instances on free loopback ports.
-  execFileSync("sh", ["-c", "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d"], { env });
+  execFileSync(
+    "sh",
+    [
+      "-c",
+      "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d",
+    ],
+    { env },
+  );
   try {
-    execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...missing], { stdio: "inherit", env });
+    execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...missing], {
+      stdio: "inherit",
+      env,
+    });
   } finally {
     execFileSync("rm", ["-f", "/usr/sbin/policy-rc.d"]);
   }
 }
-
 
 if (import.meta.main) {
   const missing = missingPackages(wantedPackages());

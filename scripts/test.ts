@@ -49,7 +49,10 @@ if (!existsSync(REPORT)) {
 }
 const report = JSON.parse(readFileSync(REPORT, "utf8")) as VitestReport;
 // A suite that fails to load has no failed tests but must still count as a failure.
-const failed = report.numFailedTests + (report.numFailedTests === 0 ? report.numFailedTestSuites : 0);
+const failed =
+  report.numFailedTests + (report.numFailedTests === 0 ? report.numFailedTestSuites : 0);
 const skipped = report.numPendingTests + report.numTodoTests;
-console.log(`${report.numPassedTests} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
+console.log(
+  `${report.numPassedTests} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`,
+);
 process.exit(code);
