@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { describeSource, type Source } from "@buildpod/config";
 import { BuildpodError, defineCommand, ExitCode, type Logger } from "@buildpod/runtime";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { cacheLayout } from "./cache.ts";
@@ -16,11 +17,20 @@ export const checkout = defineCommand({
   options: checkoutOptions,
   async run(ctx) {
     const c = ctx.config;
-    const { url, commit, ref } = await validate(
-      c.repo,
-      c.commit,
-      c.ref ?? refFromBuildkiteEnv(ctx.env),
-    );
+    const fromEnv = c.ref === undefined ? refFromBuildkiteEnv(ctx.env) : undefined;
+    const { url, commit, ref } = await validate({
+      repo: [c.repo, labelOf(ctx.sources.repo, "--repo")],
+      commit: [c.commit, labelOf(ctx.sources.commit, "--commit")],
+      ref:
+        c.ref !== undefined
+          ? [c.ref, labelOf(ctx.sources.ref, "--ref")]
+          : fromEnv !== undefined
+            ? [
+                fromEnv,
+                "the ref from the Buildkite env (BUILDKITE_REFSPEC, _PULL_REQUEST, _TAG, _BRANCH)",
+              ]
+            : undefined,
+    });
     const dest = resolve(c.dest);
     const metrics = checkoutMetrics(ctx.metrics);
     const credentials = await prepareCredentials(c, url);
@@ -73,19 +83,39 @@ export const checkout = defineCommand({
   },
 });
 
-/** Checks every user-given name before git runs; all problems surface as exit 2. */
-async function validate(repo: string, commitIn: string, refIn: string | undefined) {
-  try {
-    const url = parseRepoUrl(repo, "--repo");
-    const commit = checkCommit(commitIn, "--commit");
-    const ref = refIn === undefined ? undefined : await checkRef(refIn, "--ref");
-    return { url, commit, ref };
-  } catch (e) {
-    if (e instanceof UsageError) {
-      throw new BuildpodError("REPO_MIRROR_BAD_INPUT", e.message, { exitCode: ExitCode.CONFIG });
+type Given = [value: string, label: string];
+
+/**
+ * Checks every user-given name before git runs and reports all problems at once (exit 2),
+ * each under the name the user gave it by: `--commit`, `BUILDKITE_COMMIT`, a config file line.
+ */
+async function validate(given: { repo: Given; commit: Given; ref: Given | undefined }) {
+  const problems: string[] = [];
+  const attempt = async <T>(check: () => T | Promise<T>): Promise<T | undefined> => {
+    try {
+      return await check();
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      problems.push(e.message);
+      return undefined;
     }
-    throw e;
+  };
+  const url = await attempt(() => parseRepoUrl(...given.repo));
+  const commit = await attempt(() => checkCommit(...given.commit));
+  const ref = given.ref && (await attempt(() => checkRef(...(given.ref as Given))));
+  if (url === undefined || commit === undefined || problems.length > 0) {
+    throw new BuildpodError("REPO_MIRROR_BAD_INPUT", problems.join("; and "), {
+      exitCode: ExitCode.CONFIG,
+    });
   }
+  return { url, commit, ref };
+}
+
+/** How an option's value is named in an error: the flag, env var or file it came from. */
+function labelOf(source: Source | undefined, flag: string): string {
+  if (source?.kind === "env") return source.name;
+  if (source?.kind === "file") return `${flag} (${describeSource(source)})`;
+  return flag;
 }
 
 const CODES: Record<CheckoutError["code"], [string, number]> = {

@@ -136,6 +136,28 @@ describe("repo-mirror bundle", () => {
     expect(existsSync(join(root, "ws", "inj"))).toBe(false);
   });
 
+  it("reports a bad commit and a bad ref at once, each named as it was given", async () => {
+    const r = await run(
+      [
+        "checkout",
+        "--repo",
+        url,
+        "--ref",
+        "bad..ref",
+        "--cache",
+        cache,
+        "--dest",
+        join(root, "ws", "two"),
+      ],
+      { BUILDKITE_COMMIT: "zzzz" },
+    );
+    expect(r.code).toBe(2);
+    const error = String(r.summary?.summary.error);
+    expect(error).toMatch(/^BUILDKITE_COMMIT "zzzz" is not a commit/);
+    expect(error).toContain('--ref "bad..ref"');
+    expect(existsSync(join(root, "ws", "two"))).toBe(false);
+  });
+
   it("exits 2 without a repository, saying how to give one", async () => {
     const r = await run(["checkout", "--cache", cache]);
     expect(r.code).toBe(2);

@@ -178,6 +178,7 @@ async function runCommand(run: Run): Promise<number> {
     ready = true;
     const running = command.run({
       config,
+      sources: loaded.sources,
       common,
       logger,
       env: io.env,

@@ -1,4 +1,4 @@
-import type { ConfigOf, Options } from "@buildpod/config";
+import type { ConfigOf, Options, Source } from "@buildpod/config";
 import type { Registry } from "prom-client";
 import type { Lifecycle } from "./lifecycle/index.ts";
 import type { Logger } from "./logger.ts";
@@ -23,6 +23,8 @@ export interface CommonConfig {
 /** Everything a command's `run` is handed. */
 export interface RunContext<C> {
   config: C;
+  /** Where each option's value came from (flag, env var, file and line, default), by key. */
+  sources: Readonly<Record<string, Source>>;
   common: CommonConfig;
   logger: Logger;
   env: Readonly<Record<string, string | undefined>>;
