@@ -2,6 +2,13 @@ import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 
 /**
+ * Boundaries are this process's random prefix plus a counter: unpredictable to whoever wrote
+ * the files, unique per body, and without a call into the random generator per file.
+ */
+const BOUNDARY_PREFIX = `----buildpod${randomBytes(12).toString("hex")}`;
+let bodies = 0;
+
+/**
  * A multipart/form-data body (RFC 7578) whose length is known up front, as storage services
  * want an exact Content-Length: the text fields first, the file part last (S3 ignores fields
  * after the file). The file's bytes are streamed, never held in memory, unless `content` is
@@ -13,7 +20,7 @@ export function formBody(
   file: { field: string; filename: string; contentType: string; size: number },
   content: Buffer | (() => Readable),
 ): { contentType: string; length: number; body: () => Readable | Buffer } {
-  const boundary = `----buildpod${randomBytes(12).toString("hex")}`;
+  const boundary = `${BOUNDARY_PREFIX}${(bodies++).toString(36)}`;
   let head = "";
   for (const [name, value] of fields) {
     head += `--${boundary}\r\ncontent-disposition: form-data; name="${quoteName(name)}"\r\n\r\n`;
