@@ -14,6 +14,10 @@ import {
 /** Marks a file still being written; renamed to its real name only once verified. */
 export const PARTIAL_MARK = ".buildpod-partial-";
 
+/** Temp names: a random prefix per process and a counter (the `wx` flag refuses a clash). */
+const TEMP_PREFIX = `${PARTIAL_MARK}${randomBytes(6).toString("hex")}-`;
+let temps = 0;
+
 /**
  * Artifacts up to this size are received into memory, verified, then written in one call:
  * for thousands of small files the stream pipeline (a transform and a write stream each)
@@ -39,7 +43,7 @@ export async function fetchOne(
   const dir = path.dirname(absolute);
   await prepareDir(dirs, destRoot, dir, artifact.path);
 
-  const temp = path.join(dir, `${PARTIAL_MARK}${randomBytes(6).toString("hex")}`);
+  const temp = path.join(dir, `${TEMP_PREFIX}${(temps++).toString(36)}`);
   if (artifact.fileSize > 0 && artifact.fileSize <= IN_MEMORY_LIMIT) {
     return fetchSmall(store, artifact, absolute, temp, onBytes, signal);
   }
