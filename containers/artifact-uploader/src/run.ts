@@ -1,5 +1,5 @@
 import { stat } from "node:fs/promises";
-import { setImmediate as setImmediatePromise } from "node:timers/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { type StoreConfig, StoreError, storeFromConfig } from "@buildpod/artifact-store";
 import type { ConfigOf } from "@buildpod/config";
 import {
@@ -59,8 +59,9 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
   files.on("unlink", (f) => uploader.forget(f.path));
   files.on("warning", warn);
   // A workload that had already finished when this sidecar started (a restarted sidecar, a
-  // local run) leaves nothing to watch: the drain's sweep alone finds every file.
-  const watching = !(await settledNow(ctx.lifecycle.finished));
+  // local run) leaves nothing to watch: the drain's sweep alone finds every file. The
+  // lifecycle reads the marker file as it starts; this gives that read a moment to answer.
+  const watching = !(await finishedWithin(ctx.lifecycle.finished, MARKER_GRACE_MS));
   try {
     if (watching) await files.start();
     else await checkRoot(config.root);
@@ -101,11 +102,16 @@ async function checkRoot(root: string): Promise<void> {
   if (!(await stat(root)).isDirectory()) throw new Error("it is not a directory");
 }
 
-/** True when `p` has already settled (checked after the promise jobs queued so far). */
-async function settledNow(p: Promise<unknown>): Promise<boolean> {
-  const pending = Symbol("pending");
-  const first = await Promise.race([p.then(() => true), setImmediatePromise(pending)]);
-  return first !== pending;
+/** How long the start waits to learn whether the workload has already finished. */
+const MARKER_GRACE_MS = 200;
+
+/** True when `finished` resolves within `ms`. */
+async function finishedWithin(finished: Promise<unknown>, ms: number): Promise<boolean> {
+  const timer = new AbortController();
+  const late = sleep(ms, false, { signal: timer.signal }).catch(() => false);
+  const first = await Promise.race([finished.then(() => true), late]);
+  timer.abort();
+  return first;
 }
 
 /**
