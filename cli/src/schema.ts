@@ -1,4 +1,5 @@
 import { z } from "@buildpod/config";
+import { parseRepoUrl, UsageError } from "@buildpod/repo-mirror";
 
 /**
  * The BuildEnvironment description: a job's workload, which of buildpod's init containers and
@@ -29,14 +30,24 @@ const workload = z.strictObject({
   stopSeconds: z.number().int().min(0).default(10),
 });
 
-// What repo-mirror accepts, checked here too so that `render` refuses what would only fail in
-// the pod: no option-like or transport-helper URLs (`--upload-pack=`, `ext::`), a commit in hex.
+// What repo-mirror accepts, checked with its own parser so that `render` refuses what would
+// only fail in the pod: a URL without a scheme, an option-like or transport-helper URL.
 const repositoryUrl = z
   .string()
   .min(1)
-  .refine((url) => !url.startsWith("-") && !/^[a-z][a-z0-9+.-]*::/i.test(url), {
-    message:
-      "a repository URL (https://, ssh://, git@host:path, git://, file://), not an option or a transport helper",
+  .superRefine((url, ctx) => {
+    try {
+      parseRepoUrl(url, "url");
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      // repo-mirror's message names the input itself; the problem line names it already.
+      const forms = /; expected (.*)$/.exec(e.message)?.[1];
+      const why = e.message.replace(/^url (".*?" )?/, "").replace(/; (give|use) .*$/, "");
+      const message = forms
+        ? `a repository URL: ${forms}`
+        : `a repository URL (https, ssh, git or file); this one ${why}`;
+      ctx.addIssue({ code: "custom", message, input: url });
+    }
   });
 
 const repository = z.strictObject({

@@ -276,6 +276,15 @@ describe("render cross-check", () => {
     expect(() => loadDescription(file)).toThrow(
       /spec\.repository\.commit \(.*line 8\): expected a commit in hex/,
     );
+    writeFileSync(
+      file,
+      readFileSync(file, "utf8")
+        .replace("'--upload-pack=touch /tmp/pwned'", "github.com/example/app")
+        .replace("HEAD~3", "HEAD"),
+    );
+    expect(() => loadDescription(file)).toThrow(
+      /spec\.repository\.url \(.*line 7\): expected a repository URL: https:\/\/host\/org\/repo, .*got "github\.com\/example\/app"/,
+    );
   });
 
   it("builds the same containers for the local run, with local stores", () => {
