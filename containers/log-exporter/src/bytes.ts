@@ -44,24 +44,34 @@ export class ByteWriter {
 
   /** Appends a non-negative integer in base 36 (lowercase), as `Number#toString(36)` does. */
   base36(n: number): void {
-    this.digits(n, 36);
+    if (n > 0x7fffffff) return this.ascii(n.toString(36));
+    let length = 1;
+    while (length < POWERS_36.length && n >= (POWERS_36[length] as number)) length++;
+    this.reserve(length);
+    const buf = this.buf;
+    let at = this.pos + length;
+    let rest = n;
+    // Integer division by a constant: V8 turns it into a multiplication.
+    do {
+      const q = (rest / 36) | 0;
+      buf[--at] = DIGITS[rest - q * 36] as number;
+      rest = q;
+    } while (rest > 0);
+    this.pos += length;
   }
 
   /** Appends a non-negative integer in decimal, without making a string. */
   decimal(n: number): void {
-    this.digits(n, 10);
-  }
-
-  private digits(n: number, radix: number): void {
+    if (n > 0x7fffffff) return this.ascii(String(n));
     let length = 1;
-    for (let rest = n; rest >= radix; rest = Math.floor(rest / radix)) length++;
+    while (length < POWERS_10.length && n >= (POWERS_10[length] as number)) length++;
     this.reserve(length);
     const buf = this.buf;
     let at = this.pos + length;
     let rest = n;
     do {
-      const q = Math.floor(rest / radix);
-      buf[--at] = DIGITS[rest - q * radix] as number;
+      const q = (rest / 10) | 0;
+      buf[--at] = 0x30 + rest - q * 10;
       rest = q;
     } while (rest > 0);
     this.pos += length;
@@ -70,8 +80,8 @@ export class ByteWriter {
   /**
    * Appends `src[start, end)`, valid UTF-8, as the inside of a JSON string: the same bytes
    * JSON.stringify writes between its quotes (`\"`, `\\`, `\b\t\n\f\r`, `\u00xx` for the other
-   * control characters, everything else as it is). Four bytes at a time: a word without a
-   * byte to escape is copied whole (`srcView` is `src` as a DataView). Measured on issue 5's
+   * control characters, everything else as it is). Eight bytes at a time: two words without a
+   * byte to escape are copied whole (`srcView` is `src` as a DataView). Measured on issue 5's
    * lines: 3x faster than JSON.stringify of the decoded line, and no string is made.
    */
   jsonEscaped(src: Buffer, srcView: DataView, start: number, end: number): void {
@@ -80,20 +90,21 @@ export class ByteWriter {
     const view = this.view;
     let o = this.pos;
     let i = start;
-    for (; i + 4 <= end; i += 4) {
+    for (; i + 8 <= end; i += 8) {
       const x = srcView.getUint32(i, true);
-      // Bit tricks over the four bytes at once: a high bit is set where a byte is < 0x20,
-      // equal to '"' (0x22) or equal to '\\' (0x5c); a false alarm only costs the slow path.
-      const quote = x ^ 0x22222222;
-      const slash = x ^ 0x5c5c5c5c;
-      const special =
-        ((x - 0x20202020) & ~x) | ((quote - 0x01010101) & ~quote) | ((slash - 0x01010101) & ~slash);
-      if ((special & 0x80808080) === 0) {
+      const y = srcView.getUint32(i + 4, true);
+      if (((special(x) | special(y)) & 0x80808080) === 0) {
         view.setUint32(o, x, true);
-        o += 4;
+        view.setUint32(o + 4, y, true);
+        o += 8;
         continue;
       }
-      for (let k = i; k < i + 4; k++) o = escapeByte(out, o, src[k] as number);
+      for (let k = i; k < i + 8; k++) o = escapeByte(out, o, src[k] as number);
+    }
+    if (i + 4 <= end && (special(srcView.getUint32(i, true)) & 0x80808080) === 0) {
+      view.setUint32(o, srcView.getUint32(i, true), true);
+      o += 4;
+      i += 4;
     }
     for (; i < end; i++) o = escapeByte(out, o, src[i] as number);
     this.pos = o;
@@ -122,9 +133,25 @@ export function jsonQuoted(s: string): Buffer {
 }
 
 const DIGITS = Buffer.from("0123456789abcdefghijklmnopqrstuvwxyz", "latin1");
+/** 36^k and 10^k up to 2^31: a number below POWERS[k] has at most k digits. */
+const POWERS_36 = [0, 36, 1296, 46656, 1679616, 60466176];
+const POWERS_10 = [0, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 const HEX = Buffer.from("0123456789abcdef", "latin1");
 /** The short escapes JSON.stringify uses; other control characters become `\u00xx`. */
 const SHORT_ESCAPES: Record<number, number> = { 8: 0x62, 9: 0x74, 10: 0x6e, 12: 0x66, 13: 0x72 };
+
+/**
+ * Bit tricks over the four bytes of `x` at once: the result has a byte's high bit set when
+ * that byte is < 0x20, '"' (0x22) or '\\' (0x5c). A false alarm (a borrow) only costs the
+ * byte-by-byte path; a byte that needs escaping is never missed.
+ */
+function special(x: number): number {
+  const quote = x ^ 0x22222222;
+  const slash = x ^ 0x5c5c5c5c;
+  return (
+    ((x - 0x20202020) & ~x) | ((quote - 0x01010101) & ~quote) | ((slash - 0x01010101) & ~slash)
+  );
+}
 
 // Writes one byte of a JSON string's inside at out[o]; returns the position after it.
 function escapeByte(out: Buffer, o: number, b: number): number {

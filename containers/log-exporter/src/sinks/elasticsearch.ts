@@ -52,8 +52,6 @@ interface BulkItemResult {
 const FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason";
 /** Bytes of an item besides its message and the static fields: action, time, path, offset. */
 const ITEM_OVERHEAD = 256;
-const ACTION_END = Buffer.from('"}}\n', "latin1");
-const NEWLINE = Buffer.from("\n", "latin1");
 
 /** Ships records to Elasticsearch with `_bulk`. */
 export class ElasticsearchSink implements Sink {
@@ -69,7 +67,8 @@ export class ElasticsearchSink implements Sink {
 
   constructor(options: ElasticsearchSinkOptions, meta: RecordMeta, events: SinkEvents = {}) {
     this.#options = options;
-    this.#encoder = new DocumentEncoder(meta);
+    // Each block line: the action, whose end `"}}\n` comes with the document, then a newline.
+    this.#encoder = new DocumentEncoder(meta, { before: '"}}\n', after: "\n" });
     this.#events = events;
     this.#path = `/${encodeURIComponent(options.index)}/_bulk`;
     this.#client = new Client(clientOptions(options));
@@ -145,9 +144,7 @@ export class ElasticsearchSink implements Sink {
   #writeItem(w: ByteWriter, block: LineBlock, i: number): void {
     w.raw(this.#actionPrefix(block.origin));
     w.base36(block.base + (block.starts[i] as number));
-    w.raw(ACTION_END);
     this.#encoder.writeLine(w, block, i);
-    w.raw(NEWLINE);
   }
 
   /** `{"create":{"_id":"<origin key>-` as bytes. */

@@ -9,8 +9,6 @@ import { DocumentEncoder } from "../document.ts";
 import { isBlock, type RecordMeta } from "../record.ts";
 import type { RecordBatch, SendResult, Sink } from "./sink.ts";
 
-const NEWLINE = Buffer.from("\n", "latin1");
-
 /** Options of the `file` sink. */
 export interface FileSinkOptions {
   /** The file records are appended to; its directory is created. */
@@ -29,7 +27,7 @@ export class JsonLinesSink implements Sink {
     this.kind = kind;
     this.#out = out;
     this.#owned = owned;
-    this.#encoder = new DocumentEncoder(meta);
+    this.#encoder = new DocumentEncoder(meta, { after: "\n" });
   }
 
   async send(batch: RecordBatch, signal: AbortSignal): Promise<SendResult> {
@@ -38,10 +36,7 @@ export class JsonLinesSink implements Sink {
     w.reset();
     for (const part of batch.parts) {
       if (isBlock(part)) {
-        for (let i = 0; i < part.count; i++) {
-          this.#encoder.writeLine(w, part, i);
-          w.raw(NEWLINE);
-        }
+        for (let i = 0; i < part.count; i++) this.#encoder.writeLine(w, part, i);
         continue;
       }
       let text = "";
