@@ -117,10 +117,22 @@ function expectedFrom(issue: z.core.$ZodIssue): string {
       return boundExpected(issue.origin, issue.minimum, issue.inclusive, "at least", "more than");
     case "too_big":
       return boundExpected(issue.origin, issue.maximum, issue.inclusive, "at most", "less than");
+    case "invalid_union":
+      return unionExpected(issue);
     default:
       // A schema's own message (refine, custom) already says what was wanted.
       return issue.message.replace(/^Invalid input: expected /, "");
   }
+}
+
+function unionExpected(issue: z.core.$ZodIssueInvalidUnion): string {
+  // A discriminated union (`type: elasticsearch | fluentd | ...`) lists its tags.
+  const tags = (issue as { options?: unknown[] }).options;
+  if (tags && tags.length > 0) return `one of ${tags.map((t) => JSON.stringify(t)).join(", ")}`;
+  // A plain union: what each of its members wanted.
+  const wanted = issue.errors.map((errors) => (errors[0] ? expectedFrom(errors[0]) : undefined));
+  const known = [...new Set(wanted.filter((w): w is string => w !== undefined))];
+  return known.length > 0 ? known.join(", or ") : "a value of another shape";
 }
 
 function formatExpected(issue: z.core.$ZodIssueInvalidStringFormat): string {

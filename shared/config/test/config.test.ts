@@ -259,10 +259,17 @@ describe("loadDocument", () => {
       name: z.string().min(1),
       concurrency: z.number().int().min(1).max(16),
       ratio: z.number().positive(),
+      sink: z
+        .discriminatedUnion("type", [
+          z.strictObject({ type: z.literal("file") }),
+          z.strictObject({ type: z.literal("stdout") }),
+        ])
+        .optional(),
+      port: z.union([z.number(), z.string().startsWith(":")]).optional(),
     });
     const path = tempFile(
       "doc.yaml",
-      'nodes: [foo]\nstore: s3\nlabel: x\nname: ""\nconcurrency: 40\nratio: 0\n',
+      'nodes: [foo]\nstore: s3\nlabel: x\nname: ""\nconcurrency: 40\nratio: 0\nsink: { type: s3 }\nport: true\n',
     );
     expect(problemsOf(() => loadDocument(path, schema)).map((p) => p.split("|")[2])).toEqual([
       "a URL with a scheme and a host, such as https://host:port",
@@ -271,6 +278,8 @@ describe("loadDocument", () => {
       "a non-empty value",
       "a number at most 16",
       "a number more than 0",
+      'one of "file", "stdout"',
+      "a value of type number, or a value of type string",
     ]);
     const empty = tempFile(
       "empty.yaml",
