@@ -44,7 +44,10 @@ export class ByteWriter {
 
   /** Appends a non-negative integer in base 36 (lowercase), as `Number#toString(36)` does. */
   base36(n: number): void {
-    if (n > 0x7fffffff) return this.ascii(n.toString(36));
+    if (n > 0x7fffffff) {
+      this.ascii(n.toString(36));
+      return;
+    }
     let length = 1;
     while (length < POWERS_36.length && n >= (POWERS_36[length] as number)) length++;
     this.reserve(length);
@@ -62,7 +65,10 @@ export class ByteWriter {
 
   /** Appends a non-negative integer in decimal, without making a string. */
   decimal(n: number): void {
-    if (n > 0x7fffffff) return this.ascii(String(n));
+    if (n > 0x7fffffff) {
+      this.ascii(String(n));
+      return;
+    }
     let length = 1;
     while (length < POWERS_10.length && n >= (POWERS_10[length] as number)) length++;
     this.reserve(length);

@@ -74,6 +74,21 @@ describe("line blocks", () => {
     expect(blockRecord(b, tricky.length).message).toBe('a\uFFFD"b');
   });
 
+  it.each([0, 35, 36, 999_999_999, 2 ** 31 - 1, 2 ** 31, 2 ** 40 + 7])(
+    "write offset %d and its id as records do",
+    (base) => {
+      const w = new ByteWriter(16);
+      const b = block(["x"], [], base);
+      w.base36(base);
+      w.ascii(" ");
+      w.decimal(base);
+      expect(w.bytes().toString()).toBe(`${base.toString(36)} ${base}`);
+      w.reset();
+      new DocumentEncoder(meta).writeLine(w, b, 0);
+      expect(w.bytes().toString()).toBe(new DocumentEncoder(meta).text(blockRecord(b, 0)));
+    },
+  );
+
   it("go to a stream sink as JSON lines, mixed with record objects", async () => {
     let out = "";
     const stream = new Writable({
