@@ -81,7 +81,8 @@ export class ElasticsearchSink implements Sink {
     // collects after tens of megabytes of external memory, which shows in the peak RSS.
     // Sized once for the whole body: growing step by step leaves a trail of dead buffers.
     const size = Math.min(this.#estimate(batch), this.#options.maxBulkBytes + 64 * 1024);
-    const w = this.#writers.pop() ?? new ByteWriter(size);
+    // A new writer gets a quarter more: the next batches may be a little larger.
+    const w = this.#writers.pop() ?? new ByteWriter(Math.ceil(size * 1.25));
     w.reserve(size);
     try {
       for (const chunk of this.#chunks(batch, w)) {
