@@ -51,7 +51,10 @@ export const injectOptions = {
     metavar: "DIR",
   }),
   agentBinary: option({
-    schema: z.string().min(1).default(IMAGE_AGENT_BINARY),
+    schema: z
+      .string()
+      .min(1, "a path to the buildkite-agent binary; without one, pass --no-install-agent")
+      .default(IMAGE_AGENT_BINARY),
     description: "the buildkite-agent binary in this image (a VERSION file beside it is recorded)",
     metavar: "FILE",
   }),

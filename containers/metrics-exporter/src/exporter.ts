@@ -187,8 +187,13 @@ export class Exporter {
     const waitMs = this.opts.finalScrapeWaitMs ?? 0;
     if (waitMs <= 0) return this.exposition.scrapedSinceUpdate();
     const bounded = AbortSignal.any([signal, AbortSignal.timeout(waitMs)]);
+    const started = performance.now();
     const scraped = await this.exposition.waitForScrape(bounded);
-    const fields = { wait_ms: waitMs, scrapes: this.exposition.scrapes };
+    // What was waited, which the drain deadline may have cut short of `finalScrapeWaitMs`.
+    const fields = {
+      wait_ms: Math.round(performance.now() - started),
+      scrapes: this.exposition.scrapes,
+    };
     if (scraped) this.log.info(fields, "the final metrics were scraped");
     else this.log.info(fields, "no scrape of the final metrics came within the wait");
     return scraped;

@@ -106,6 +106,11 @@ export function problemsFromIssues(
 
 /** What the value should have been, in words, from one zod issue. */
 function expectedFrom(issue: z.core.$ZodIssue): string {
+  // A message the schema's author wrote ("KEY=VALUE", "a path; or pass --x") beats a generated
+  // one; zod's own start with "Invalid" or "Too".
+  if (issue.code !== "custom" && !/^(Invalid|Too (small|big))\b/.test(issue.message)) {
+    return issue.message;
+  }
   switch (issue.code) {
     case "invalid_type":
       return issue.expected === "int" ? "a whole number" : `a value of type ${issue.expected}`;
@@ -136,8 +141,6 @@ function unionExpected(issue: z.core.$ZodIssueInvalidUnion): string {
 }
 
 function formatExpected(issue: z.core.$ZodIssueInvalidStringFormat): string {
-  // A message the schema's author wrote ("KEY=VALUE") beats a generated one.
-  if (!issue.message.startsWith("Invalid")) return issue.message;
   switch (issue.format) {
     case "url":
       return "a URL with a scheme and a host, such as https://host:port";
