@@ -14,7 +14,11 @@ export class InjectorError extends BuildpodError {
 
   constructor(reason: string, message: string, options?: { cause?: unknown }) {
     const code = `AGENT_INJECTOR_${reason.toUpperCase().replaceAll("-", "_")}`;
-    const exitCode = CONFIG_REASONS.has(reason) ? ExitCode.CONFIG : ExitCode.FAILED;
+    const exitCode = CONFIG_REASONS.has(reason)
+      ? ExitCode.CONFIG
+      : reason === "interrupted"
+        ? ExitCode.INTERRUPTED
+        : ExitCode.FAILED;
     super(code, message, { exitCode, cause: options?.cause });
     this.name = "InjectorError";
     this.reason = reason;

@@ -177,7 +177,7 @@ describe("agent-injector inject", () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     run.child.kill("SIGTERM");
-    expect(await run.exited).toBe(1);
+    expect(await run.exited).toBe(130);
     expect(run.stdout()).toContain("could not finish inject: stopped by a signal");
     await expect(stat(p.envDir)).rejects.toMatchObject({ code: "ENOENT" });
   });

@@ -138,6 +138,7 @@ async function runCommand(run: Run): Promise<number> {
   const hardStop = Promise.withResolvers<number>();
   const lifecycle = createLifecycle({
     ...run.lifecycleSettings,
+    waitsForWorkload: command.kind === "sidecar",
     logger,
     onHardStop: () => {
       logger.warn("second stop signal: exiting at once without draining");
@@ -146,10 +147,11 @@ async function runCommand(run: Run): Promise<number> {
   });
   // The first line every container prints: signal handlers are in place from here on.
   logger.info({ command: commandName, kind: command.kind, version }, "starting");
-  // Init and tool commands stop their work on the first signal; sidecars drain instead.
+  // Init and tool commands stop their work on the first signal; sidecars drain instead. The
+  // abort reason says why ("received SIGTERM"), for the command's own message.
   if (command.kind !== "sidecar")
     lifecycle.finished.then(
-      () => stop.abort(),
+      (finished) => stop.abort(new DOMException(finished.detail, "AbortError")),
       () => {},
     );
 
@@ -194,7 +196,9 @@ async function runCommand(run: Run): Promise<number> {
     const overdue = command.kind === "sidecar" ? pastDrainDeadline(lifecycle, logger) : never;
     outcome = await Promise.race([running, interrupted, overdue]);
   } catch (err) {
-    outcome = outcomeOfError(err, logger, io);
+    outcome = stop.signal.aborted
+      ? outcomeOfInterruption(err, commandName, stop.signal, logger, io)
+      : outcomeOfError(err, logger, io);
   }
   await lifecycle.close();
   await server?.close();
@@ -259,6 +263,31 @@ async function lifecycleSettingsOf(
     lifecycleDir: config.lifecycleDir,
     env: { ...env },
   });
+}
+
+/**
+ * An init or tool command that a stop signal aborted: the error it threw is the abort seen
+ * from wherever it was waiting (a request, a timer), not a bug. It ends as one explained line
+ * and exit 130, unless the command explained the stop itself with a BuildpodError.
+ */
+function outcomeOfInterruption(
+  err: unknown,
+  commandName: string,
+  signal: AbortSignal,
+  logger: Logger,
+  io: ProgramIo,
+): Outcome {
+  if (err instanceof BuildpodError || err instanceof ConfigError) {
+    return outcomeOfError(err, logger, io);
+  }
+  const why = (signal.reason as Error | undefined)?.message ?? "a stop signal";
+  const error = `could not finish ${commandName}: interrupted (${why}) before its work was done`;
+  logger.error({ code: "BUILDPOD_INTERRUPTED" }, error);
+  logger.debug({ err }, "the error the interruption surfaced as");
+  return {
+    exitCode: ExitCode.INTERRUPTED,
+    summary: { interrupted: true, error, code: "BUILDPOD_INTERRUPTED" },
+  };
 }
 
 function outcomeOfError(err: unknown, logger: Logger, io: ProgramIo): Outcome {
@@ -402,7 +431,8 @@ export function renderHelp(program: Program, commandName?: string): string {
   lines.push("  --help, -h    this text          --version, -V    the version", "");
   lines.push("Precedence: flags > env > config file > defaults. Secrets are read from files only.");
   lines.push("Exit codes: 0 ok, 1 failed, 2 config error, 3 incomplete, 4 input rejected,");
-  lines.push("70 internal error, 130 interrupted by a second signal.");
+  lines.push("70 internal error, 130 interrupted (init and tools: by a stop signal; sidecars: by");
+  lines.push("a second one).");
   return `${lines.join("\n")}\n`;
 }
 

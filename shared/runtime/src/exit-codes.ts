@@ -16,7 +16,10 @@ export const ExitCode = {
   REJECTED: 4,
   /** An unexpected internal error: a bug worth reporting. */
   INTERNAL: 70,
-  /** A second termination signal arrived: exited at once without draining. */
+  /**
+   * Stopped by a signal before the work was done: an init or tool command on the first stop
+   * signal, a sidecar on the second (it exited at once without draining).
+   */
   INTERRUPTED: 130,
 } as const;
 

@@ -29,6 +29,12 @@ export interface LifecycleOptions {
   kubernetes?: PodWatchTarget;
   /** Handle SIGTERM and SIGINT; default true. */
   signals?: boolean;
+  /**
+   * Whether the program waits for the workload (a sidecar); default true. An init container or
+   * a tool runs before or without a workload, so for it a stop signal means "stop", and its log
+   * line says so instead of "workload finished".
+   */
+  waitsForWorkload?: boolean;
   logger?: LifecycleLogger;
   /**
    * Called on a second stop signal; the program should exit at once (code 130). Without it the
@@ -99,14 +105,18 @@ class SidecarLifecycle implements Lifecycle {
   #finish(outcome: Finished): void {
     if (this.#outcome || this.#closed) return;
     this.#outcome = outcome;
-    this.#logger.info(
-      {
-        reason: outcome.reason,
-        exit_code: outcome.exitCode,
-        drain_timeout_ms: this.#opts.drainTimeoutMs,
-      },
-      `workload finished: ${outcome.detail}`,
-    );
+    if (this.#opts.waitsForWorkload === false) {
+      this.#logger.info({ reason: outcome.reason }, `${outcome.detail}: stopping`);
+    } else {
+      this.#logger.info(
+        {
+          reason: outcome.reason,
+          exit_code: outcome.exitCode,
+          drain_timeout_ms: this.#opts.drainTimeoutMs,
+        },
+        `workload finished: ${outcome.detail}`,
+      );
+    }
     const deadline = new DOMException(
       `drain deadline reached ${this.#opts.drainTimeoutMs} ms after the workload finished`,
       "TimeoutError",
