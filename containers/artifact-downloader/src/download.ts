@@ -53,7 +53,9 @@ export interface DownloadReport {
 /**
  * Searches every query, plans where each match lands (refusing paths that would leave the
  * destination, keeping the newest of artifacts sharing a path), then downloads the plan in
- * parallel. Per-artifact failures are collected, never thrown; a failed search throws.
+ * parallel. Per-artifact failures are collected, never thrown; a failed search throws. When
+ * `signal` aborts, the downloads in flight end (their temp files removed) and the report holds
+ * what was done until then; artifacts cut short are neither downloaded nor failed.
  */
 export async function downloadArtifacts(o: DownloadOptions): Promise<DownloadReport> {
   const report: DownloadReport = {
@@ -92,6 +94,8 @@ export async function downloadArtifacts(o: DownloadOptions): Promise<DownloadRep
       report.bytes += bytes;
       o.onEvent?.({ type: "downloaded", path: artifact.path, bytes });
     } catch (err) {
+      // A stop signal is not this artifact's failure: the run reports the interruption.
+      if (o.signal?.aborted) return;
       const error = err instanceof Error ? err : new Error(String(err));
       report.failed.push({ path: artifact.path, error: error.message });
       o.onEvent?.({ type: "failed", path: artifact.path, err: error });

@@ -67,12 +67,44 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
       onEvent: reporter(ctx, progress),
     });
   } catch (err) {
+    if (ctx.signal.aborted) return interrupted(ctx, undefined);
     throw asFailure(err);
   } finally {
     progress.stop();
     await opened.store.close();
   }
+  if (ctx.signal.aborted) return interrupted(ctx, report);
   return outcome(report, config, buildId, Date.now() - started, logger);
+}
+
+/**
+ * A stop signal ended the run (the pod is being deleted): one line saying how far it got, and
+ * exit 130. Nothing is left half-written, since each file is renamed into place whole.
+ */
+function interrupted(ctx: RunContext<Config>, report: DownloadReport | undefined): Outcome {
+  const why = (ctx.signal.reason as Error | undefined)?.message ?? "a stop signal";
+  const done = report
+    ? `after ${report.downloaded} of ${report.found} artifacts`
+    : "while searching artifacts";
+  const error =
+    `could not finish the download: interrupted (${why}) ${done}; no file is left ` +
+    "half-written, so running it again is safe";
+  ctx.logger.error({ code: "ARTIFACT_DOWNLOADER_INTERRUPTED" }, error);
+  return {
+    exitCode: ExitCode.INTERRUPTED,
+    summary: {
+      build: ctx.config.build ?? "",
+      queries: ctx.config.query,
+      found: report?.found ?? 0,
+      downloaded: report?.downloaded ?? 0,
+      bytes: report?.bytes ?? 0,
+      refused: report?.refused ?? [],
+      failed: report?.failed ?? [],
+      interrupted: true,
+      error,
+      code: "ARTIFACT_DOWNLOADER_INTERRUPTED",
+    },
+  };
 }
 
 async function openStore(ctx: RunContext<Config>, buildId: string) {
