@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { mkdir, realpath, rename, rm, writeFile } from "node:fs/promises";
+import { createWriteStream, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdir, realpath, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -97,12 +97,15 @@ async function fetchSmall(
   const check = expectedSum(artifact);
   const got = check && createHash(check.algorithm).update(data).digest("hex");
   verify(artifact, bytes, check && got ? { ...check, got } : undefined);
+  // Blocking calls: a small file's open, write, close and rename through the thread pool cost
+  // more CPU than the file itself (see IN_MEMORY_LIMIT); each blocks for microseconds.
+  signal?.throwIfAborted();
   try {
-    await writeFile(temp, data, { flag: "wx", signal });
-    await rename(temp, absolute);
+    writeFileSync(temp, data, { flag: "wx" });
+    renameSync(temp, absolute);
     return bytes;
   } catch (err) {
-    await rm(temp, { force: true });
+    rmSync(temp, { force: true });
     throw err;
   }
 }

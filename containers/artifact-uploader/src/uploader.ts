@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { type ArtifactStore, mapLimit, type UploadResult } from "@buildpod/artifact-store";
 import type { FileInfo } from "@buildpod/volume-watch";
-import { type Prepared, prepare, sameState } from "./prepare.ts";
+import { type Prepared, prepare, realRoot, sameState } from "./prepare.ts";
 
 export interface UploaderOptions {
   store: ArtifactStore;
@@ -75,6 +75,8 @@ export class Uploader {
   private wake?: NodeJS.Timeout;
   private pumpSoon?: NodeJS.Immediate;
   private idle = Promise.withResolvers<void>();
+  /** The root's real path once known; small files are then read without the thread pool. */
+  private rootReal?: string;
 
   constructor(options: UploaderOptions) {
     this.o = options;
@@ -262,7 +264,9 @@ export class Uploader {
   /** Opens and hashes one file; undefined when it vanished or was refused (both reported). */
   private async open(q: Queued): Promise<(Prepared & { q: Queued }) | undefined> {
     try {
-      const prepared = await prepare(this.o.root, q.file, this.o.contentType, this.stop.signal);
+      this.rootReal ??= await realRoot(this.o.root).catch(() => undefined);
+      const { root, contentType } = this.o;
+      const prepared = await prepare(root, q.file, contentType, this.stop.signal, this.rootReal);
       return { ...prepared, q };
     } catch (err) {
       const code = (err as { code?: string }).code;

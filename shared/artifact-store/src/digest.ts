@@ -43,6 +43,13 @@ export async function digestStream(stream: Readable): Promise<Digest> {
   return { size, sha1: sha1.digest("hex"), sha256: sha256.digest("hex") };
 }
 
+/** Sums of bytes already in memory (a small file read whole); `content` is those bytes. */
+export function digestBytes(bytes: Buffer): Digest {
+  const sha1 = createHash("sha1").update(bytes).digest("hex");
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  return { size: bytes.length, sha1, sha256, content: bytes };
+}
+
 /**
  * Hashes an open file from its start through positional reads into one reused buffer, sized
  * to the expected size (`sizeHint`, from fstat) so that small files cost one small read. A

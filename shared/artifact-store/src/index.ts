@@ -17,6 +17,7 @@ export {
 export { contentTypeFor, DEFAULT_CONTENT_TYPE } from "./content-type.ts";
 export {
   type Digest,
+  digestBytes,
   digestHandle,
   digestStream,
   KEEP_CONTENT_LIMIT,
