@@ -9,7 +9,7 @@ import { DeadLetterFile } from "./dead-letter.ts";
 import { createMetrics } from "./metrics.ts";
 import { Channel, type Envelope, Pipeline } from "./pipeline.ts";
 import { metaFromEnv } from "./record.ts";
-import { chooseSink, createSink, loadSinksFile } from "./sinks/index.ts";
+import { checkSinkFiles, chooseSink, createSink, loadSinksFile } from "./sinks/index.ts";
 import { buildSources } from "./sources/index.ts";
 
 type Config = ConfigOf<typeof options> & {
@@ -43,7 +43,9 @@ async function run(ctx: RunContext<Config>) {
   const metrics = createMetrics(ctx.metrics);
 
   // The sink: from the cluster sinks file, or stdout for local runs.
-  const chosen = chooseSink(config.sinks ? loadSinksFile(config.sinks) : undefined, config.sink);
+  const sinks = config.sinks ? loadSinksFile(config.sinks, ctx.sources.sinks) : undefined;
+  const chosen = chooseSink(sinks?.file, config.sink);
+  if (sinks) checkSinkFiles(sinks, chosen.name, chosen.spec);
   const sink = await createSink(chosen.spec, meta, {
     retry: ({ attempt, delayMs, err, records }) => {
       metrics.retries.inc();

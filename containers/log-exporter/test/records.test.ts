@@ -127,7 +127,7 @@ describe("sinks file", () => {
         "  arch: { type: file, path: /tmp/x.ndjson }",
       ].join("\n"),
     );
-    const file = loadSinksFile(path);
+    const file = loadSinksFile(path).file;
     expect(chooseSink(file, undefined).name).toBe("es");
     expect(chooseSink(file, "fd").spec).toMatchObject({
       type: "fluentd",

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import type { z } from "zod";
 import { shapeAt } from "./kinds.ts";
-import { ConfigError, type Problem, shorten, unknownKeyHint } from "./problems.ts";
+import { ConfigError, type Problem, type Source, shorten, unknownKeyHint } from "./problems.ts";
 
 /** A parsed YAML or JSON file that can tell the line of any value in it. */
 export interface ParsedFile {
@@ -11,20 +11,44 @@ export interface ParsedFile {
   lineOf(path: readonly PropertyKey[]): number | undefined;
 }
 
-/** Reads a YAML (or JSON, a subset of it) file; syntax errors become a ConfigError. */
-export function parseFile(path: string): ParsedFile {
+/**
+ * The option that named a document (`--sinks` given as a flag, an env var or a config key), so
+ * that a file that cannot be read is reported under that option, where the user wrote its path.
+ */
+export interface DocumentOrigin {
+  /** The option's key, e.g. `sinks`. */
+  key: string;
+  /** Where the option's value came from. */
+  source?: Source;
+  /** What the file is, e.g. "the cluster sinks file". */
+  what?: string;
+}
+
+/**
+ * Reads a YAML (or JSON, a subset of it) file; an unreadable file and syntax errors become a
+ * ConfigError, the former under `origin` when given.
+ */
+export function parseFile(path: string, origin?: DocumentOrigin): ParsedFile {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? String(err);
     throw new ConfigError([
-      {
-        key: "config",
-        source: { kind: "file", name: path },
-        expected: "a readable file",
-        received: reason,
-      },
+      origin
+        ? {
+            key: origin.key,
+            source: origin.source,
+            expected: `an existing, readable file${origin.what ? ` (${origin.what})` : ""}`,
+            received: `${JSON.stringify(path)} (${reason})`,
+            hint: "check the path, and that the file is mounted",
+          }
+        : {
+            key: "config",
+            source: { kind: "file", name: path },
+            expected: "a readable file",
+            received: reason,
+          },
     ]);
   }
   const lineCounter = new LineCounter();
@@ -183,10 +207,26 @@ function boundExpected(
  * Loads a whole YAML/JSON document (a cluster ConfigMap, a sinks file) and validates it. Every
  * problem names the file and line; unknown keys (use `z.strictObject`) get a "did you mean".
  */
-export function loadDocument<S extends z.ZodType>(path: string, schema: S): z.output<S> {
-  const file = parseFile(path);
+export function loadDocument<S extends z.ZodType>(
+  path: string,
+  schema: S,
+  origin?: DocumentOrigin,
+): z.output<S> {
+  return loadDocumentFile(path, schema, origin).data;
+}
+
+/**
+ * `loadDocument`, also returning the parsed file, so that checks made after validation (a
+ * credential file that must exist) can name the line of the value they refuse.
+ */
+export function loadDocumentFile<S extends z.ZodType>(
+  path: string,
+  schema: S,
+  origin?: DocumentOrigin,
+): { data: z.output<S>; file: ParsedFile } {
+  const file = parseFile(path, origin);
   const result = schema.safeParse(file.value);
-  if (result.success) return result.data;
+  if (result.success) return { data: result.data, file };
   throw new ConfigError(
     problemsFromIssues(result.error.issues, schema, file, [], file.value, () => undefined),
   );

@@ -3,7 +3,13 @@
  * validation that reports every problem at once. Secrets are read from files, never printed.
  */
 export { z } from "zod";
-export { loadDocument, type ParsedFile, parseFile } from "./document.ts";
+export {
+  type DocumentOrigin,
+  loadDocument,
+  loadDocumentFile,
+  type ParsedFile,
+  parseFile,
+} from "./document.ts";
 export { type OptionRow, optionRows, optionsMarkdown, renderOptions } from "./help.ts";
 export { type Loaded, type LoadInput, loadConfig, printable } from "./load.ts";
 export {

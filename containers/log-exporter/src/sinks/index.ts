@@ -2,7 +2,15 @@
 // Credentials are given by file reference only (`passwordFile`, `apiKeyFile`, `sharedKeyFile`,
 // `keyFile`), read once at start and never printed.
 import { readFileSync } from "node:fs";
-import { byteSize, ConfigError, duration, loadDocument, z } from "@buildpod/config";
+import {
+  byteSize,
+  ConfigError,
+  duration,
+  loadDocumentFile,
+  type Problem,
+  type Source,
+  z,
+} from "@buildpod/config";
 import type { RecordMeta } from "../record.ts";
 import { fileSink, stdoutSink } from "./file.ts";
 import type { Sink, SinkEvents } from "./sink.ts";
@@ -101,9 +109,52 @@ export function chooseSink(
   return { name: chosen, spec: file.sinks[chosen] as SinkSpec };
 }
 
-/** Loads and validates the sinks file (every problem named with its line). */
-export function loadSinksFile(path: string): SinksFile {
-  return loadDocument(path, sinksFileSchema);
+/** The validated sinks file, with the line of each of its values for later problems. */
+export interface LoadedSinks {
+  path: string;
+  file: SinksFile;
+  lineOf(at: readonly PropertyKey[]): number | undefined;
+}
+
+/**
+ * Loads and validates the sinks file (every problem named with its line). `source` is where
+ * its path came from (`--sinks`, `LOG_EXPORTER_SINKS`, a config key): a missing file is
+ * reported there.
+ */
+export function loadSinksFile(path: string, source?: Source): LoadedSinks {
+  const origin = { key: "sinks", source, what: "the cluster sinks file" };
+  const { data, file } = loadDocumentFile(path, sinksFileSchema, origin);
+  return { path, file: data, lineOf: file.lineOf };
+}
+
+/** The keys of a sink that name a file it reads: credentials and CA certificates. */
+const FILE_KEYS = ["passwordFile", "apiKeyFile", "sharedKeyFile", "keyFile", "caFile"] as const;
+
+/**
+ * Reads, before any work, every file the chosen sink names, so that a secret that is not
+ * mounted is a configuration error at start naming the sinks file's line, rather than a failed
+ * connection at the first send. The other sinks' files are not checked: a pod mounts only the
+ * secrets of the sink it uses.
+ */
+export function checkSinkFiles(sinks: LoadedSinks, name: string, spec: SinkSpec): void {
+  const problems: Problem[] = [];
+  for (const key of FILE_KEYS) {
+    const path = (spec as Partial<Record<(typeof FILE_KEYS)[number], string>>)[key];
+    if (path === undefined) continue;
+    try {
+      readFileSync(path);
+    } catch (err) {
+      const at = ["sinks", name, key];
+      problems.push({
+        key: at.join("."),
+        source: { kind: "file", name: sinks.path, line: sinks.lineOf(at) },
+        expected: "a file that exists and is readable",
+        received: `${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? err})`,
+        hint: "mount the secret at that path, or correct the path in the sinks file",
+      });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
 }
 
 /** Builds the sink; reads credential files. Stackdriver and fluentd load their libraries lazily. */
