@@ -14,6 +14,11 @@ export interface AgentApiOptions {
   /** Upper bound for one request, connect to last body byte: a stalled server never hangs us. */
   requestTimeoutMs: number;
   userAgent?: string;
+  /**
+   * Where the endpoint was set, as the hints name it ("flag --endpoint"); by default the env
+   * var BUILDKITE_AGENT_ENDPOINT.
+   */
+  endpointFrom?: string;
 }
 
 /** An API failure; `retryable` is true for network errors, timeouts, 429 and 5xx. */
@@ -51,6 +56,7 @@ export class AgentApi {
   readonly #token: string;
   readonly #timeoutMs: number;
   readonly #userAgent: string;
+  readonly #endpointFrom: string;
   /** Made at the first request, when undici is loaded. */
   #dispatcher: Dispatcher | undefined;
 
@@ -59,6 +65,7 @@ export class AgentApi {
     this.#token = options.token;
     this.#timeoutMs = options.requestTimeoutMs;
     this.#userAgent = options.userAgent ?? "buildpod-agent-injector";
+    this.#endpointFrom = options.endpointFrom ?? "env BUILDKITE_AGENT_ENDPOINT";
   }
 
   /** The job's state (`running`, `canceling`, `canceled`, ...); throws AgentApiError. */
@@ -70,7 +77,7 @@ export class AgentApi {
       throw new AgentApiError(
         "api-bad-response",
         `could not read the job state from ${url}: the answer has no "state" string; check ` +
-          "that BUILDKITE_AGENT_ENDPOINT points at the Buildkite agent API (…/v3)",
+          `that the endpoint (${this.#endpointFrom}) points at the Buildkite agent API (…/v3)`,
         { retryable: false },
       );
     }
@@ -107,10 +114,10 @@ export class AgentApi {
       text = await res.body.text();
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
-      throw transportError(url, err, this.#timeoutMs);
+      throw transportError(url, err, this.#timeoutMs, this.#endpointFrom);
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return parseJson(text);
-    throw statusError(url, jobId, res.statusCode, serverMessage(text));
+    throw statusError(url, jobId, res.statusCode, serverMessage(text), this.#endpointFrom);
   }
 }
 
@@ -128,7 +135,12 @@ function serverMessage(text: string): string {
   return typeof message === "string" ? ` (server says: ${message.slice(0, 200)})` : "";
 }
 
-function transportError(url: string, err: unknown, timeoutMs: number): AgentApiError {
+function transportError(
+  url: string,
+  err: unknown,
+  timeoutMs: number,
+  endpointFrom: string,
+): AgentApiError {
   const e = err as Error & { code?: string };
   const timedOut =
     e.name === "TimeoutError" ||
@@ -138,13 +150,24 @@ function transportError(url: string, err: unknown, timeoutMs: number): AgentApiE
   const why = timedOut ? `no answer within ${timeoutMs}ms` : (e.code ?? e.message);
   return new AgentApiError(
     timedOut ? "api-timeout" : "api-unreachable",
-    `could not reach the agent API at ${url}: ${why}; check BUILDKITE_AGENT_ENDPOINT and that ` +
-      "the pod's network policy allows HTTPS to it",
+    `could not reach the agent API at ${url}: ${why}; check the endpoint (${endpointFrom}) ` +
+      `and that the pod's network policy allows ${schemeOf(url)} to it`,
     { retryable: true, cause: err },
   );
 }
 
-function statusError(url: string, jobId: string, status: number, said: string): AgentApiError {
+/** "HTTP" or "HTTPS", as the URL says: the hint must name the protocol really used. */
+function schemeOf(url: string): string {
+  return url.startsWith("http:") ? "HTTP" : "HTTPS";
+}
+
+function statusError(
+  url: string,
+  jobId: string,
+  status: number,
+  said: string,
+  endpointFrom: string,
+): AgentApiError {
   const base = `GET ${url} answered ${status}${said}`;
   if (status === 401) {
     return new AgentApiError(
@@ -166,14 +189,15 @@ function statusError(url: string, jobId: string, status: number, said: string): 
   if (status === 404) {
     return new AgentApiError(
       "job-not-found",
-      `could not find job ${jobId}: ${base}; check BUILDKITE_JOB_ID and BUILDKITE_AGENT_ENDPOINT`,
+      `could not find job ${jobId}: ${base}; check BUILDKITE_JOB_ID and the endpoint ` +
+        `(${endpointFrom})`,
       { status, retryable: false },
     );
   }
   const retryable = status === 429 || status >= 500;
   return new AgentApiError(
     retryable ? "api-unavailable" : "api-error",
-    `could not read job ${jobId}: ${base}; ${retryable ? "the API is busy or failing" : "check BUILDKITE_AGENT_ENDPOINT"}`,
+    `could not read job ${jobId}: ${base}; ${retryable ? "the API is busy or failing" : `check the endpoint (${endpointFrom})`}`,
     { status, retryable },
   );
 }

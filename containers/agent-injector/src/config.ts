@@ -3,10 +3,25 @@
  * Buildkite variables, which are read under their Buildkite names so that a pod spec can hand
  * over the job env unchanged. Precedence: flags > env > config file > defaults.
  */
-import { duration, type Options, option, z } from "@buildpod/config";
+import { describeSource, duration, type Options, option, type Source, z } from "@buildpod/config";
 
 /** The agent API base URL when neither the option nor the job env names one. */
 export const DEFAULT_ENDPOINT = "https://agent.buildkite.com/v3";
+
+/** A Buildkite job ID is a UUID: 32 hex digits in groups of 8-4-4-4-12. */
+export const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** What a job ID should look like, for the errors that refuse one. */
+export const JOB_ID_EXPECTED =
+  "a Buildkite job ID, a UUID such as 0190a7e2-5c3d-7f1e-9a2b-3c4d5e6f7a8b";
+
+/** Where the endpoint was set, as the API's hints name it. */
+export function endpointFrom(source: Source | undefined): string {
+  if (source === undefined || source.kind === "default") {
+    return `the default ${DEFAULT_ENDPOINT}; set --endpoint or BUILDKITE_AGENT_ENDPOINT`;
+  }
+  return describeSource(source);
+}
 
 /** Where the image puts the agent (images/Dockerfile, stage agent-injector), with VERSION and SHA256. */
 export const IMAGE_AGENT_BINARY = "/opt/buildkite-agent/buildkite-agent";
@@ -20,7 +35,7 @@ const jobOptions = {
     aliases: ["BUILDKITE_AGENT_ACCESS_TOKEN"],
   }),
   jobId: option({
-    schema: z.string().min(1).optional(),
+    schema: z.string().regex(JOB_ID, JOB_ID_EXPECTED).optional(),
     description: "the Buildkite job's UUID",
     env: "BUILDKITE_JOB_ID",
     metavar: "UUID",

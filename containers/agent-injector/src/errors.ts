@@ -1,7 +1,12 @@
 import { BuildpodError, ExitCode } from "@buildpod/runtime";
 
 /** Reasons that are the user's configuration, not a failed task: exit 2 like a config error. */
-const CONFIG_REASONS = new Set(["token-missing", "token-malformed", "job-id-missing"]);
+const CONFIG_REASONS = new Set([
+  "token-missing",
+  "token-malformed",
+  "job-id-missing",
+  "job-id-malformed",
+]);
 
 /**
  * The error agent-injector's modules throw for failures a user can act on. `reason` is a

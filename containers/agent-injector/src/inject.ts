@@ -8,7 +8,7 @@ import type { ConfigOf } from "@buildpod/config";
 import { defineCommand, ExitCode, type RunContext } from "@buildpod/runtime";
 import { Counter } from "prom-client";
 import { AgentApi } from "./agent-api.ts";
-import { DEFAULT_ENDPOINT, injectOptions } from "./config.ts";
+import { DEFAULT_ENDPOINT, endpointFrom, injectOptions } from "./config.ts";
 import { InjectorError } from "./errors.ts";
 import type { Owner } from "./files.ts";
 import {
@@ -108,6 +108,7 @@ async function verify(ctx: Ctx, token: string) {
   });
   const api = new AgentApi({
     endpoint: config.endpoint ?? DEFAULT_ENDPOINT,
+    endpointFrom: endpointFrom(ctx.sources.endpoint),
     token,
     requestTimeoutMs: config.requestTimeout,
   });

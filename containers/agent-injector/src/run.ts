@@ -18,7 +18,8 @@ import {
 } from "@buildpod/runtime";
 import { AgentApi } from "./agent-api.ts";
 import { waitForCancel } from "./cancel-watch.ts";
-import { DEFAULT_ENDPOINT, runOptions } from "./config.ts";
+import { DEFAULT_ENDPOINT, endpointFrom, JOB_ID, JOB_ID_EXPECTED, runOptions } from "./config.ts";
+import { InjectorError } from "./errors.ts";
 import { writeFileAtomic } from "./files.ts";
 import { readJobEnv, TOKEN_VARIABLE } from "./job-env.ts";
 import { type RunMetrics, runMetrics } from "./run-metrics.ts";
@@ -34,6 +35,8 @@ interface Job {
   token?: string;
   jobId?: string;
   endpoint: string;
+  /** Where the endpoint was set, for the API's hints. */
+  endpointFrom: string;
 }
 
 export const run = defineCommand({
@@ -60,7 +63,21 @@ async function loadJob(ctx: Ctx): Promise<Job> {
     if (raw !== undefined) token = checkToken(raw, `file ${file}`);
   }
   const endpoint = config.endpoint ?? env.BUILDKITE_AGENT_ENDPOINT ?? DEFAULT_ENDPOINT;
-  return { env, token, jobId: config.jobId ?? env.BUILDKITE_JOB_ID, endpoint };
+  const inEnvDir = `BUILDKITE_AGENT_ENDPOINT in the job env ${envDir}`;
+  const from =
+    config.endpoint === undefined && env.BUILDKITE_AGENT_ENDPOINT !== undefined
+      ? inEnvDir
+      : endpointFrom(ctx.sources.endpoint);
+  const jobId = config.jobId ?? env.BUILDKITE_JOB_ID;
+  // The option is checked with the config; the one `inject` wrote is checked here.
+  if (jobId !== undefined && !JOB_ID.test(jobId)) {
+    throw new InjectorError(
+      "job-id-malformed",
+      `could not watch the job: BUILDKITE_JOB_ID in the job env ${envDir} is ` +
+        `${JSON.stringify(jobId)}, expected ${JOB_ID_EXPECTED}; set the job's real ID`,
+    );
+  }
+  return { env, token, jobId, endpoint, endpointFrom: from };
 }
 
 /**
@@ -150,7 +167,10 @@ class Session {
         finished: finished?.reason ?? "agent",
         marker,
       };
-      return { exitCode: exit.exitCode, summary };
+      // The agent's code is passed on as the container's: not one of ours (its 3 is not
+      // INCOMPLETE), so the status file says whose it is.
+      const exitReason = exit.exitCode === 0 ? "OK" : "AGENT_EXIT_CODE";
+      return { exitCode: exit.exitCode, summary, exitReason };
     } finally {
       unforward();
     }
@@ -209,6 +229,7 @@ class Session {
     }
     const api = new AgentApi({
       endpoint,
+      endpointFrom: this.#job.endpointFrom,
       token,
       requestTimeoutMs: this.#ctx.config.requestTimeout,
     });

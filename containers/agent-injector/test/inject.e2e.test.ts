@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -142,6 +143,27 @@ describe("agent-injector inject", () => {
     await expect(stat(p.envDir)).rejects.toMatchObject({ code: "ENOENT" });
   });
 
+  it("refuses a job ID that is not a UUID, naming the env var, what it expects and what it got", async () => {
+    const p = await pod({ BUILDKITE_JOB_ID: "job-42" });
+    const result = await runToEnd(["inject"], p.env);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(
+      'jobId (env BUILDKITE_JOB_ID): expected a Buildkite job ID, a UUID such as 0190a7e2-5c3d-7f1e-9a2b-3c4d5e6f7a8b, got "job-42"',
+    );
+    expect(bk.requests.some((r) => r.path.includes("job-42"))).toBe(false);
+  });
+
+  it("names the endpoint's own flag and protocol when the API cannot be reached", async () => {
+    const p = await pod();
+    const args = ["inject", "--endpoint", "http://127.0.0.1:1/v3", "--verify-timeout", "300ms"];
+    const result = await runToEnd(args, p.env);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(
+      "check the endpoint (flag --endpoint) and that the pod's network policy allows HTTP to it",
+    );
+    expect(result.stdout).not.toContain("HTTPS");
+  });
+
   it.each([
     { name: "empty", content: "\n", says: /expected a non-empty secret in .*got an empty file/ },
     { name: "missing", content: undefined, says: /expected a readable secret file at .*ENOENT/ },
@@ -156,9 +178,10 @@ describe("agent-injector inject", () => {
   });
 
   it("gives up on an endpoint that never answers, within the verify timeout", async () => {
-    bk.addJob({ id: "stalled-job", buildId: bk.buildId });
-    bk.inject({ kind: "stall", count: 1000, match: { path: "/v3/jobs/stalled-job" } });
-    const p = await pod({ BUILDKITE_JOB_ID: "stalled-job" });
+    const stalledJob = randomUUID();
+    bk.addJob({ id: stalledJob, buildId: bk.buildId });
+    bk.inject({ kind: "stall", count: 1000, match: { path: `/v3/jobs/${stalledJob}` } });
+    const p = await pod({ BUILDKITE_JOB_ID: stalledJob });
     const args = ["inject", "--request-timeout", "300ms", "--verify-timeout", "1s"];
     const result = await runToEnd(args, p.env);
     expect(result.code).toBe(1);
@@ -166,10 +189,11 @@ describe("agent-injector inject", () => {
   });
 
   it("stops cleanly on SIGTERM while waiting for the API, writing nothing", async () => {
-    bk.addJob({ id: "stalled-job-2", buildId: bk.buildId });
-    bk.inject({ kind: "stall", count: 1000, match: { path: "/v3/jobs/stalled-job-2" } });
-    const p = await pod({ BUILDKITE_JOB_ID: "stalled-job-2" });
-    const stalled = () => bk.requests.filter((r) => r.path === "/v3/jobs/stalled-job-2").length;
+    const stalledJob = randomUUID();
+    bk.addJob({ id: stalledJob, buildId: bk.buildId });
+    bk.inject({ kind: "stall", count: 1000, match: { path: `/v3/jobs/${stalledJob}` } });
+    const p = await pod({ BUILDKITE_JOB_ID: stalledJob });
+    const stalled = () => bk.requests.filter((r) => r.path === `/v3/jobs/${stalledJob}`).length;
     const before = stalled();
     const run = start(["inject", "--request-timeout", "60s"], p.env);
     // Wait until its request hangs in the fake, then stop it as the kubelet would.

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -57,10 +58,24 @@ describe("agent-injector run", () => {
       marker: "written",
       cancelled: false,
     });
+    // The agent's 3 is its own, not our INCOMPLETE.
+    const status = JSON.parse(
+      await readFile(join(p.lifecycle, "status", "agent-injector.json"), "utf8"),
+    );
+    expect(status).toMatchObject({ exit_code: 3, exit_reason: "AGENT_EXIT_CODE" });
+  });
+
+  it("refuses a job ID in the job env that is not a UUID (exit 2)", async () => {
+    const p = await pod("job-42");
+    const run = start(["run"], p.env);
+    expect(await run.exited).toBe(2);
+    expect(summaryOf(run.stdout()).error).toContain(
+      `BUILDKITE_JOB_ID in the job env ${join(p.lifecycle, "env")} is "job-42", expected a Buildkite job ID`,
+    );
   });
 
   it("writes the cancel marker and signals the agent when the job is cancelled mid-run", async () => {
-    const job = bk.addJob({ id: `cancel-${n}`, buildId: bk.buildId });
+    const job = bk.addJob({ id: randomUUID(), buildId: bk.buildId });
     const p = await pod(job.id);
     const run = start(["run", "--agent-arg", "start"], { ...p.env, STAND_IN_MODE: "wait" });
     await run.waitFor("ready");
@@ -74,7 +89,7 @@ describe("agent-injector run", () => {
   });
 
   it("signals an agent started after the job was already cancelled", async () => {
-    const job = bk.addJob({ id: `precancelled-${n}`, buildId: bk.buildId, state: "canceled" });
+    const job = bk.addJob({ id: randomUUID(), buildId: bk.buildId, state: "canceled" });
     const p = await pod(job.id);
     const run = start(["run", "--", "start"], { ...p.env, STAND_IN_MODE: "wait" });
     expect(await run.exited).toBe(143);
@@ -114,7 +129,7 @@ describe("agent-injector run", () => {
   });
 
   it("without an agent, only watches: cancel marker, then exits 0 when the workload ends", async () => {
-    const job = bk.addJob({ id: `watch-only-${n}`, buildId: bk.buildId });
+    const job = bk.addJob({ id: randomUUID(), buildId: bk.buildId });
     const p = await pod(job.id);
     const run = start(["run"], p.env);
     await run.waitFor("starting");

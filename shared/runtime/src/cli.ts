@@ -210,6 +210,7 @@ async function runCommand(run: Run): Promise<number> {
     startedAt,
     outcome.exitCode,
     outcome.summary,
+    outcome.exitReason,
   );
   return outcome.exitCode;
 }
@@ -325,6 +326,7 @@ async function finish(
   startedAt: Date,
   exitCode: number,
   summary: Record<string, unknown>,
+  exitReason: string = exitCodeName(exitCode),
 ): Promise<void> {
   const finishedAt = new Date();
   const record = {
@@ -332,7 +334,7 @@ async function finish(
     command,
     version,
     exit_code: exitCode,
-    exit_reason: exitCodeName(exitCode),
+    exit_reason: exitReason,
     started_at: startedAt.toISOString(),
     finished_at: finishedAt.toISOString(),
     duration_ms: finishedAt.getTime() - startedAt.getTime(),

@@ -42,6 +42,12 @@ export interface RunContext<C> {
 export interface Outcome {
   exitCode: number;
   summary: Record<string, unknown>;
+  /**
+   * The status file's `exit_reason` when `exitCode` is not one of ours but passed through
+   * from a program the command ran (agent-injector's agent): its 3 is not INCOMPLETE.
+   * Default: the name of our exit code.
+   */
+  exitReason?: string;
 }
 
 export interface Command<O extends Options = Options> {
