@@ -2,6 +2,7 @@
 // after the sink acknowledged, and at the workload's end read every source to its end, flush,
 // and report whether everything was delivered.
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { ConfigOf } from "@buildpod/config";
 import { defineCommand, ExitCode, type RunContext } from "@buildpod/runtime";
 import { options } from "./config.ts";
@@ -20,6 +21,12 @@ type Config = ConfigOf<typeof options> & {
   podName?: string;
   podNamespace?: string;
 };
+
+/** How long a sink may take to close once the drain deadline has passed. */
+const CLOSE_AFTER_DEADLINE_MS = 500;
+
+/** At most one "could not reach the sink" warning per this period. */
+const UNREACHABLE_WARN_MS = 10_000;
 
 export const exportCommand = defineCommand({
   description: "ship every line the job writes to Elasticsearch, fluentd, Cloud Logging or a file",
@@ -46,12 +53,22 @@ async function run(ctx: RunContext<Config>) {
   const sinks = config.sinks ? loadSinksFile(config.sinks, ctx.sources.sinks) : undefined;
   const chosen = chooseSink(sinks?.file, config.sink);
   if (sinks) checkSinkFiles(sinks, chosen.name, chosen.spec);
+  // A sink that cannot be reached says so at once, then every UNREACHABLE_WARN_MS at most.
+  let warnedAt = Number.NEGATIVE_INFINITY;
   const sink = await createSink(chosen.spec, meta, {
     retry: ({ attempt, delayMs, err, records }) => {
       metrics.retries.inc();
       logger.warn(
         { err, attempt, delay_ms: delayMs, records, sink: chosen.name },
         "could not deliver a batch; retrying",
+      );
+    },
+    unreachable: ({ attempt, err }) => {
+      if (performance.now() - warnedAt < UNREACHABLE_WARN_MS) return;
+      warnedAt = performance.now();
+      logger.warn(
+        { err, attempt, sink: chosen.name },
+        "could not reach the sink; records wait until it answers",
       );
     },
   });
@@ -108,24 +125,38 @@ async function run(ctx: RunContext<Config>) {
     for (const s of sources) s.drain();
   });
 
+  const summaryNow = (undelivered: number) => ({
+    sink: chosen.name,
+    lines: pipeline.stats.read,
+    delivered: pipeline.stats.delivered,
+    dead_lettered: pipeline.stats.rejected,
+    undelivered,
+    batches: pipeline.stats.batches,
+    ...(pipeline.stats.rejected > 0 ? { dead_letter_file: deadLetter.path } : {}),
+    ...(finishedDetail ? { workload: finishedDetail } : {}),
+  });
+  // Should the drain overrun its deadline, everything read and not settled is undelivered.
+  ctx.partialSummary(() => {
+    const { read, delivered, rejected } = pipeline.stats;
+    return summaryNow(read - delivered - rejected);
+  });
+
   await pipeline.run(channel, deliverySignal);
   for (const s of sources) s.stop();
   await Promise.allSettled(producing);
   for (const s of sources) await s.close();
-  await sink.close().catch((err: unknown) => logger.warn({ err }, "could not close the sink"));
+  const closing = sink.close().catch((err: unknown) => {
+    logger.warn({ err }, "could not close the sink");
+  });
+  // Past the deadline nothing more is delivered: do not wait out a client's own flush of
+  // what it still queues (fluentd's waits up to 5 s for an unreachable server).
+  await (deliverySignal.aborted
+    ? Promise.race([closing, sleep(CLOSE_AFTER_DEADLINE_MS)])
+    : closing);
 
   const stats = pipeline.stats;
   const incomplete = stats.undelivered > 0 || deliverySignal.aborted;
-  const summary = {
-    sink: chosen.name,
-    lines: stats.read,
-    delivered: stats.delivered,
-    dead_lettered: stats.rejected,
-    undelivered: stats.undelivered,
-    batches: stats.batches,
-    ...(stats.rejected > 0 ? { dead_letter_file: deadLetter.path } : {}),
-    ...(finishedDetail ? { workload: finishedDetail } : {}),
-  };
+  const summary = summaryNow(stats.undelivered);
   if (incomplete) {
     logger.error(summary, "drain deadline reached with records undelivered");
     return { exitCode: ExitCode.INCOMPLETE, summary };

@@ -1,4 +1,5 @@
 import { appendFileSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type FakeFluentd, startFakeFluentd } from "../../../test/fakes/fluentd.ts";
@@ -22,7 +23,43 @@ function messages(fake: FakeFluentd): string[] {
   return fake.events.map((e) => String(e.record.message));
 }
 
+/** A loopback port nothing listens on: taken, then given back. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 describe("log-exporter with fluentd", () => {
+  it("warns while the server cannot be reached and reports the sink's counts at the deadline", async () => {
+    const ws = workspace();
+    const sinks = sinksFile(ws.dir, {
+      type: "fluentd",
+      host: "127.0.0.1",
+      port: await closedPort(),
+    });
+    writeFileSync(join(ws.logs, "a.log"), "one\ntwo\nthree\n");
+    const run = startExporter(baseArgs(ws, sinks), { BUILDPOD_DRAIN_TIMEOUT: "1s" });
+    await waitFor(() => run.stdout().includes("could not reach the sink"), "the warning");
+    finishWorkload(ws.lifecycle);
+    expect(await run.exited).toBe(3);
+
+    const lines = run
+      .stdout()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l));
+    const warnings = lines.filter((l) => l.msg.startsWith("could not reach the sink"));
+    // The first failed attempt is told at once; the next ones at most every 10 s.
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ level: "warn", sink: "main", attempt: 1 });
+    expect(warnings[0].err.code).toBe("ECONNREFUSED");
+    expect(run.summary()).toMatchObject({ sink: "main", lines: 3, delivered: 0, undelivered: 3 });
+    expect(run.summary()).not.toHaveProperty("drain_overdue");
+  });
+
   it("sends PackedForward chunks after the shared-key handshake and waits for acks", async () => {
     fluentd = await startFakeFluentd({ sharedKey: "s3cret" });
     const ws = workspace();

@@ -157,6 +157,7 @@ async function runCommand(run: Run): Promise<number> {
 
   let server: HealthServer | undefined;
   let ready = false;
+  let partial: (() => Record<string, unknown>) | undefined;
   let outcome: Outcome;
   try {
     if (common.httpPort > 0) {
@@ -188,12 +189,16 @@ async function runCommand(run: Run): Promise<number> {
       metrics,
       lifecycle,
       signal: stop.signal,
+      partialSummary: (get) => {
+        partial = get;
+      },
     });
     const interrupted = hardStop.promise.then((exitCode) => ({
       exitCode,
       summary: { interrupted: true },
     }));
-    const overdue = command.kind === "sidecar" ? pastDrainDeadline(lifecycle, logger) : never;
+    const overdue =
+      command.kind === "sidecar" ? pastDrainDeadline(lifecycle, logger, () => partial?.()) : never;
     outcome = await Promise.race([running, interrupted, overdue]);
   } catch (err) {
     outcome = stop.signal.aborted
@@ -224,9 +229,14 @@ const never = new Promise<Outcome>(() => {});
 /**
  * Resolves when a sidecar's run has not returned `DEADLINE_GRACE_MS` after its drain deadline:
  * a request that ignores its abort signal (a client library waiting out its own timeout) must
- * not keep the sidecar alive, whatever it is. The runtime then reports the drain incomplete.
+ * not keep the sidecar alive, whatever it is. The runtime then reports the drain incomplete,
+ * with the summary the run registered so far.
  */
-function pastDrainDeadline(lifecycle: Lifecycle, logger: Logger): Promise<Outcome> {
+function pastDrainDeadline(
+  lifecycle: Lifecycle,
+  logger: Logger,
+  partial: () => Record<string, unknown> | undefined,
+): Promise<Outcome> {
   return lifecycle.finished.then(
     () =>
       new Promise<Outcome>((resolve) => {
@@ -237,7 +247,8 @@ function pastDrainDeadline(lifecycle: Lifecycle, logger: Logger): Promise<Outcom
               { grace_ms: DEADLINE_GRACE_MS },
               "the drain did not end by its deadline; reporting it incomplete and exiting",
             );
-            resolve({ exitCode: ExitCode.INCOMPLETE, summary: { drain_overdue: true } });
+            const summary = { ...partial?.(), drain_overdue: true };
+            resolve({ exitCode: ExitCode.INCOMPLETE, summary });
           }, DEADLINE_GRACE_MS).unref();
         if (signal.aborted) overdue();
         else signal.addEventListener("abort", overdue, { once: true });

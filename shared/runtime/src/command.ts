@@ -36,6 +36,12 @@ export interface RunContext<C> {
   lifecycle: Lifecycle;
   /** Aborted when the command must stop: a stop signal for init and tool commands. */
   signal: AbortSignal;
+  /**
+   * Registers what the summary would say at this moment (counts so far). When a sidecar's run
+   * has not returned shortly after its drain deadline (a client library that ignores its abort
+   * signal), the runtime reports for it, with this summary rather than none.
+   */
+  partialSummary(get: () => Record<string, unknown>): void;
 }
 
 /** What a command reports: its exit code and the summary printed and written at exit. */

@@ -11,7 +11,12 @@
 // nothing is dropped behind our back: the pipeline bounds what is in flight. Fluentd cannot
 // deduplicate, so a chunk that was stored but whose ack was lost is sent twice (at least once).
 import { readFileSync } from "node:fs";
-import { EventTime, FluentClient, type FluentClientOptions } from "@fluent-org/logger";
+import {
+  EventTime,
+  FluentClient,
+  type FluentClientOptions,
+  FluentSocketEvent,
+} from "@fluent-org/logger";
 import { metaFields } from "../document.ts";
 import { FLAG_NAMES, type LogRecord, type RecordMeta, recordId } from "../record.ts";
 import { backoffDelay, sleep } from "../retry.ts";
@@ -51,6 +56,15 @@ export class FluentdSink implements Sink {
     this.#events = events;
     this.#static = staticFields(meta);
     this.#client = new FluentClient(options.tag, clientOptions(options));
+    // While the server cannot be reached, the library keeps reconnecting and the events wait
+    // in its queue: no emit fails, so only the socket's errors tell that nothing gets through.
+    let failures = 0;
+    this.#client.socketOn(FluentSocketEvent.ERROR, (err) =>
+      events.unreachable?.({ attempt: ++failures, err }),
+    );
+    this.#client.socketOn(FluentSocketEvent.ESTABLISHED, () => {
+      failures = 0;
+    });
   }
 
   async send(batch: RecordBatch, signal: AbortSignal): Promise<SendResult> {
@@ -58,7 +72,10 @@ export class FluentdSink implements Sink {
     let pending = records;
     for (let attempt = 1; ; attempt++) {
       signal.throwIfAborted();
-      const results = await Promise.allSettled(pending.map((r) => this.#emit(r)));
+      const results = await untilAborted(
+        Promise.allSettled(pending.map((r) => this.#emit(r))),
+        signal,
+      );
       const failed = pending.filter((_, i) => results[i]?.status === "rejected");
       if (failed.length === 0) return { delivered: records.length, rejected: [] };
       const err = (results.find((r) => r.status === "rejected") as PromiseRejectedResult).reason;
@@ -89,6 +106,19 @@ export class FluentdSink implements Sink {
     const time = new EventTime(Math.floor(ms / 1000), (ms % 1000) * 1e6);
     return this.#client.emit(fields, time);
   }
+}
+
+/**
+ * `promise`, or a rejection with the signal's reason once it aborts: events queued while the
+ * server is unreachable never settle, and the drain deadline must still end the send.
+ */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** `kubernetes.*`, `buildkite.*` and labels as flat dotted keys, the usual fluentd shape. */

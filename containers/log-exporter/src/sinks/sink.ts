@@ -62,4 +62,9 @@ export interface Sink {
 export interface SinkEvents {
   /** A transient failure that will be retried after `delayMs`. */
   retry?(info: { attempt: number; delayMs: number; err: unknown; records: number }): void;
+  /**
+   * A connection attempt failed: records wait until the destination answers. `attempt` counts
+   * the failed attempts since the last connection that worked.
+   */
+  unreachable?(info: { attempt: number; err: unknown }): void;
 }
