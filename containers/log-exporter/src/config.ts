@@ -17,7 +17,7 @@ export const options = {
   }),
   paths: option({
     schema: z.array(z.string().min(1)).default([]),
-    description: "further absolute file paths or globs to export, e.g. /workspace/build/*.log",
+    description: "further file paths or globs to export, e.g. /workspace/build/*.log or out/a.log",
     repeatable: true,
     flag: "path",
     metavar: "GLOB",

@@ -1,7 +1,7 @@
 // The log-exporter sidecar: read every source, deliver to the chosen sink, commit checkpoints
 // after the sink acknowledged, and at the workload's end read every source to its end, flush,
 // and report whether everything was delivered.
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ConfigOf } from "@buildpod/config";
 import { defineCommand, ExitCode, type RunContext } from "@buildpod/runtime";
@@ -73,7 +73,7 @@ async function run(ctx: RunContext<Config>) {
     },
   });
 
-  const sources = await buildSources(config, ctx.env, stateDir, logger, metrics);
+  const sources = await buildSources(absolutePaths(config), ctx.env, stateDir, logger, metrics);
   if (sources.length === 0) logger.warn({ path: config.logs }, "no sources: nothing to export");
   logger.info(
     { sink: chosen.name, type: chosen.spec.type, sources: sources.map((s) => s.name) },
@@ -158,8 +158,28 @@ async function run(ctx: RunContext<Config>) {
   const incomplete = stats.undelivered > 0 || deliverySignal.aborted;
   const summary = summaryNow(stats.undelivered);
   if (incomplete) {
-    logger.error(summary, "drain deadline reached with records undelivered");
+    // The drain signal says why it ended: its deadline (a TimeoutError) or a second signal.
+    const deadline = (deliverySignal.reason as Error | undefined)?.name === "TimeoutError";
+    const why = deadline
+      ? "drain deadline reached"
+      : deliverySignal.aborted
+        ? "stopped at once by a second stop signal"
+        : "the drain ended";
+    logger.error(summary, `${why} with records undelivered`);
     return { exitCode: ExitCode.INCOMPLETE, summary };
   }
   return { exitCode: stats.rejected > 0 ? ExitCode.REJECTED : ExitCode.OK, summary };
+}
+
+/**
+ * The source paths made absolute (from the working directory): every record carries its
+ * file's path as `log.file.path`, which must not depend on where the exporter was started.
+ */
+function absolutePaths(config: Config): Config {
+  return {
+    ...config,
+    logs: resolve(config.logs),
+    paths: config.paths.map((glob) => resolve(glob)),
+    criLogDir: config.criLogDir === undefined ? undefined : resolve(config.criLogDir),
+  };
 }

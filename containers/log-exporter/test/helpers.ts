@@ -28,8 +28,13 @@ export interface Exporter {
 }
 
 /** Starts the exporter with these flags and env (plus a minimal, loopback-only environment). */
-export function startExporter(args: string[], env: Record<string, string> = {}): Exporter {
+export function startExporter(
+  args: string[],
+  env: Record<string, string> = {},
+  cwd?: string,
+): Exporter {
   const child = spawn(process.execPath, [ENTRY, ...args], {
+    cwd,
     env: {
       PATH: process.env.PATH ?? "",
       BUILDKITE_JOB_ID: "job-1",

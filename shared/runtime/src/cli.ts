@@ -140,10 +140,8 @@ async function runCommand(run: Run): Promise<number> {
     ...run.lifecycleSettings,
     waitsForWorkload: command.kind === "sidecar",
     logger,
-    onHardStop: () => {
-      logger.warn("second stop signal: exiting at once without draining");
-      hardStop.resolve(ExitCode.INTERRUPTED);
-    },
+    // The lifecycle has logged the second signal; the run is not waited for.
+    onHardStop: () => hardStop.resolve(ExitCode.INTERRUPTED),
   });
   // The first line every container prints: signal handlers are in place from here on.
   logger.info({ command: commandName, kind: command.kind, version }, "starting");
@@ -195,7 +193,7 @@ async function runCommand(run: Run): Promise<number> {
     });
     const interrupted = hardStop.promise.then((exitCode) => ({
       exitCode,
-      summary: { interrupted: true },
+      summary: { ...partial?.(), interrupted: true },
     }));
     const overdue =
       command.kind === "sidecar" ? pastDrainDeadline(lifecycle, logger, () => partial?.()) : never;

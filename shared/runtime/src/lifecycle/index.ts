@@ -152,7 +152,10 @@ class SidecarLifecycle implements Lifecycle {
   }
 
   #onSecondSignal(signal: StopSignal): void {
-    this.#logger.warn({ signal }, `received a second stop signal (${signal}); stopping at once`);
+    this.#logger.warn(
+      { signal },
+      `received a second stop signal (${signal}); stopping at once without draining`,
+    );
     this.#drain.abort(new DOMException(`hard stop on a second ${signal}`, "AbortError"));
     if (this.#opts.onHardStop) {
       this.#opts.onHardStop();
