@@ -144,11 +144,14 @@ function isNewer(a: RemoteArtifact, b: RemoteArtifact): boolean {
   return Date.parse(a.createdAt) > Date.parse(b.createdAt);
 }
 
-/** Thrown by the run when a required query matched nothing. */
-export function unmatchedError(queries: string[], buildId: string): StoreError {
+/**
+ * Thrown by the run when a required query matched nothing. `searched` names where: `build
+ * <id>` for the agent API, the store (`dir:PATH`) for a directory, which holds no builds.
+ */
+export function unmatchedError(queries: string[], searched: string): StoreError {
   const list = queries.map((q) => JSON.stringify(q)).join(", ");
   return new StoreError(
     "ARTIFACT_DOWNLOADER_NO_MATCH",
-    `could not find artifacts matching ${list} in build ${buildId}; check the query and --step, or drop --required`,
+    `could not find artifacts matching ${list} in ${searched}; check the query and --step, or drop --required`,
   );
 }

@@ -38,10 +38,13 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
     await opened.store.close();
     return { exitCode: ExitCode.OK, summary: { queries: 0, downloaded: 0 } };
   }
+  // A dir: store holds no builds: its matches are named by the store, not a build ID.
+  const searched = opened.spec.kind === "buildkite" ? `build ${buildId}` : opened.store.name;
   logger.info(
     {
       store: opened.store.name,
       endpoint: opened.endpoint,
+      ...(opened.spec.kind === "buildkite" ? { build: buildId } : {}),
       queries: config.query,
       dest: config.dest,
     },
@@ -74,7 +77,7 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
     await opened.store.close();
   }
   if (ctx.signal.aborted) return interrupted(ctx, report);
-  return outcome(report, config, buildId, Date.now() - started, logger);
+  return outcome(report, config, searched, Date.now() - started, logger);
 }
 
 /**
@@ -93,7 +96,7 @@ function interrupted(ctx: RunContext<Config>, report: DownloadReport | undefined
   return {
     exitCode: ExitCode.INTERRUPTED,
     summary: {
-      build: ctx.config.build ?? "",
+      ...(ctx.config.build ? { build: ctx.config.build } : {}),
       queries: ctx.config.query,
       found: report?.found ?? 0,
       downloaded: report?.downloaded ?? 0,
@@ -124,7 +127,8 @@ async function openStore(ctx: RunContext<Config>, buildId: string) {
     if (opened.spec.kind === "buildkite" && !buildId && config.query.length > 0) {
       throw new StoreError(
         "ARTIFACT_DOWNLOADER_NO_BUILD",
-        "could not search artifacts: no build ID; set --build or BUILDKITE_BUILD_ID",
+        "could not search artifacts: no build ID was given; set --build ID or " +
+          "BUILDKITE_BUILD_ID (a Buildkite job has it in its env), or use a dir: store",
       );
     }
     return opened;
@@ -139,7 +143,7 @@ async function openStore(ctx: RunContext<Config>, buildId: string) {
 function outcome(
   report: DownloadReport,
   config: Config,
-  buildId: string,
+  searched: string,
   durationMs: number,
   logger: RunContext<Config>["logger"],
 ): Outcome {
@@ -148,7 +152,7 @@ function outcome(
   if (report.failed.length > 0) exitCode = ExitCode.FAILED;
   let error: string | undefined;
   if (report.unmatched.length > 0) {
-    const err = unmatchedError(report.unmatched, buildId);
+    const err = unmatchedError(report.unmatched, searched);
     if (config.required) {
       exitCode = ExitCode.FAILED;
       error = err.message;
@@ -161,7 +165,7 @@ function outcome(
   return {
     exitCode,
     summary: {
-      build: buildId,
+      ...(config.build ? { build: config.build } : {}),
       queries: config.query,
       found: report.found,
       downloaded: report.downloaded,

@@ -106,6 +106,30 @@ describe("artifact-downloader", () => {
     expect(lenient.code).toBe(0);
   });
 
+  it("names the dir: store, not an empty build, when nothing matches there", async () => {
+    const store = path.join(work, `store-${n}`);
+    await mkdir(store);
+    const env = { BUILDPOD_LIFECYCLE_DIR: lifecycle };
+    const args = ["--store", `dir:${store}`, "--query", "none/*", "--required", "--dest", dest];
+    const r = await runInProcess(program, args, env);
+    expect(r.code).toBe(1);
+    expect(r.summary.error).toBe(
+      `could not find artifacts matching "none/*" in dir:${store}; check the query and --step, ` +
+        "or drop --required",
+    );
+    expect(r.summary).not.toHaveProperty("build");
+  });
+
+  it("says that no build ID was given and how to give one", async () => {
+    const env = { ...jobEnv(), BUILDKITE_BUILD_ID: undefined };
+    const r = await runInProcess(program, ["--query", "x/*", "--dest", dest], env);
+    expect(r.code).toBe(2);
+    expect(r.summary.error).toBe(
+      "could not search artifacts: no build ID was given; set --build ID or BUILDKITE_BUILD_ID " +
+        "(a Buildkite job has it in its env), or use a dir: store",
+    );
+  });
+
   it("keeps the newest of two artifacts sharing a path, and logs it", async () => {
     const retried = bk.addJob({ id: `job-${n}`, buildId: bk.buildId, stepKey: "test" });
     await bk.seedArtifact({ path: "dup/x.txt", content: "old", createdAt: new Date(1_000) });
