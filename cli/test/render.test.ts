@@ -182,6 +182,46 @@ describe("render", () => {
   });
 });
 
+/**
+ * Writes every ConfigMap volume of the rendered pod into a folder of its own, as the kubelet
+ * would mount it, from the ConfigMap objects rendered beside the pod. Returns the folder of
+ * each volume by name.
+ */
+function mountConfigMaps(objects: KubeObject[]): Map<string, string> {
+  const pod = objects.find((o) => o.kind === "Pod") as unknown as {
+    spec: { volumes: { name: string; configMap?: { name: string; items: ConfigMapItem[] } }[] };
+  };
+  const dirs = new Map<string, string>();
+  for (const volume of pod.spec.volumes) {
+    if (!volume.configMap) continue;
+    const { name, items } = volume.configMap;
+    const map = objects.find((o) => o.kind === "ConfigMap" && o.metadata?.name === name) as
+      | { data: Record<string, string> }
+      | undefined;
+    expect(map, `the ConfigMap ${name} is rendered`).toBeDefined();
+    const dir = mkdtempSync(path.join(tmpdir(), `render-${volume.name}-`));
+    for (const item of items) {
+      writeFileSync(
+        path.join(dir, item.path),
+        (map as { data: Record<string, string> }).data[item.key] ?? "",
+      );
+    }
+    dirs.set(volume.name, dir);
+  }
+  return dirs;
+}
+
+type ConfigMapItem = { key: string; path: string };
+
+/** A path under one of the container's ConfigMap mounts, moved to where that volume was written. */
+function onLocalMount(value: string, c: Container, dirs: Map<string, string>): string {
+  for (const m of c.volumeMounts) {
+    const dir = dirs.get(m.name);
+    if (dir && value.startsWith(`${m.mountPath}/`)) return dir + value.slice(m.mountPath.length);
+  }
+  return value;
+}
+
 describe("render cross-check", () => {
   /**
    * Every buildpod container of the rendered pod, started from its bundle with exactly the
@@ -191,17 +231,21 @@ describe("render cross-check", () => {
    */
   for (const mode of ["native", "classic"] as const) {
     it(`gives every container the options it reads (${mode} sidecars)`, () => {
-      const spec = podOf(renderObjects(description(mode)));
+      const objects = renderObjects(description(mode));
+      const spec = podOf(objects);
       const ours = [...spec.initContainers, ...spec.containers].filter((c) =>
         c.image.startsWith("ghcr.io/buildpod/"),
       );
       expect(ours.length).toBeGreaterThanOrEqual(6);
       const tokenDir = mkdtempSync(path.join(tmpdir(), "render-token-"));
       writeFileSync(path.join(tokenDir, "token"), "not-a-real-token\n");
+      const configMapDirs = mountConfigMaps(objects);
       for (const c of ours) {
         const program = (c.image.split("/").at(-1) as string).split(":")[0] as string;
         const env: Record<string, string> = { PATH: process.env.PATH ?? "" };
-        for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
+        for (const e of c.env ?? []) {
+          if (e.value !== undefined) env[e.name] = onLocalMount(e.value, c, configMapDirs);
+        }
         // Files the kubelet would mount (the token Secret) must exist for the config to load.
         if (env.AGENT_INJECTOR_TOKEN_FILE)
           env.AGENT_INJECTOR_TOKEN_FILE = path.join(tokenDir, "token");

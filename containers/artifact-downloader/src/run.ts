@@ -1,4 +1,4 @@
-import { StoreError, storeFromConfig } from "@buildpod/artifact-store";
+import { effectiveStore, StoreError, storeFromConfig } from "@buildpod/artifact-store";
 import type { ConfigOf } from "@buildpod/config";
 import {
   BuildpodError,
@@ -27,6 +27,8 @@ export const download = defineCommand({
   kind: "init",
   options,
   run,
+  // --print-config shows the store taken when --store is left out.
+  effective: (config) => effectiveStore(config),
 });
 
 async function run(ctx: RunContext<Config>): Promise<Outcome> {

@@ -120,6 +120,18 @@ describe("artifact-downloader", () => {
     expect(r.summary).not.toHaveProperty("build");
   });
 
+  it("shows in --print-config the store it takes when --store is left out", async () => {
+    const local = await runInProcess(program, ["--print-config"], {
+      BUILDPOD_LIFECYCLE_DIR: lifecycle,
+    });
+    expect(JSON.parse(local.text)).toMatchObject({
+      store: `dir:${path.join(lifecycle, "artifact-store")}`,
+    });
+    const job = await runInProcess(program, ["--print-config"], jobEnv());
+    expect(JSON.parse(job.text)).toMatchObject({ store: "buildkite", endpoint: bk.endpoint });
+    expect(job.text).not.toContain(bk.token);
+  });
+
   it("says that no build ID was given and how to give one", async () => {
     const env = { ...jobEnv(), BUILDKITE_BUILD_ID: undefined };
     const r = await runInProcess(program, ["--query", "x/*", "--dest", dest], env);

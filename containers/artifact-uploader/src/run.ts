@@ -1,6 +1,11 @@
 import { stat } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type StoreConfig, StoreError, storeFromConfig } from "@buildpod/artifact-store";
+import {
+  effectiveStore,
+  type StoreConfig,
+  StoreError,
+  storeFromConfig,
+} from "@buildpod/artifact-store";
 import type { ConfigOf } from "@buildpod/config";
 import {
   BuildpodError,
@@ -23,6 +28,8 @@ export const watch = defineCommand({
   kind: "sidecar",
   options,
   run,
+  // --print-config shows the store taken when --store is left out.
+  effective: (config) => effectiveStore(config),
 });
 
 async function run(ctx: RunContext<Config>): Promise<Outcome> {

@@ -33,6 +33,12 @@ export const exportCommand = defineCommand({
   kind: "sidecar",
   options,
   run: (ctx) => run(ctx as unknown as RunContext<Config>),
+  // --print-config shows the sink taken when --sink (or --sinks) is left out.
+  effective: async (config) => {
+    const sinks = config.sinks ? loadSinksFile(config.sinks) : undefined;
+    const chosen = chooseSink(sinks?.file, config.sink);
+    return { sink: chosen.name, sinkType: chosen.spec.type };
+  },
 });
 
 async function run(ctx: RunContext<Config>) {

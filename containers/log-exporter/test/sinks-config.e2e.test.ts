@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { baseArgs, startExporter, workspace } from "./helpers.ts";
+import { baseArgs, sinksFile, startExporter, workspace } from "./helpers.ts";
 
 // A mistake in where the sinks come from is a configuration error at start (exit 2), named
 // where the user wrote it: the --sinks flag or env var for the file, the sinks file's line for
@@ -38,6 +38,18 @@ describe("sinks configuration errors", () => {
     expect(run.stderr()).toContain(expected);
     expect(run.stderr()).not.toContain("/not/checked");
     expect(run.summary().error).toContain(expected);
+  });
+
+  it("shows in --print-config the sink it takes when --sink is left out", async () => {
+    const ws = workspace();
+    const stdout = startExporter(["--print-config"]);
+    expect(await stdout.exited).toBe(0);
+    expect(JSON.parse(stdout.stdout())).toMatchObject({ sink: "stdout", sinkType: "stdout" });
+
+    const sinks = sinksFile(ws.dir, { type: "file", path: join(ws.dir, "out.ndjson") });
+    const fromFile = startExporter(["--print-config", "--sinks", sinks]);
+    expect(await fromFile.exited).toBe(0);
+    expect(JSON.parse(fromFile.stdout())).toMatchObject({ sink: "main", sinkType: "file" });
   });
 
   it("names the --sinks flag or LOG_EXPORTER_SINKS and the path of a missing sinks file", async () => {

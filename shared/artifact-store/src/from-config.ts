@@ -30,11 +30,7 @@ export async function storeFromConfig(
   c: StoreConfig,
 ): Promise<{ store: ArtifactStore; spec: StoreSpec; endpoint?: string }> {
   const token = await resolveToken({ token: c.token, lifecycleDir: c.lifecycleDir });
-  const spec: StoreSpec = c.store
-    ? parseStoreSpec(c.store)
-    : token || c.endpoint
-      ? { kind: "buildkite" }
-      : { kind: "dir", root: path.join(c.lifecycleDir, "artifact-store") };
+  const spec = chooseSpec(c, token);
   if (spec.kind === "buildkite" && !token) {
     throw new StoreError(
       "ARTIFACT_STORE_NO_TOKEN",
@@ -54,4 +50,29 @@ export async function storeFromConfig(
     onRetry: c.onRetry,
   });
   return { store, spec, endpoint };
+}
+
+/** `--store`, else buildkite with a token or an endpoint, else the embedded dir store. */
+function chooseSpec(
+  c: Pick<StoreConfig, "store" | "endpoint" | "lifecycleDir">,
+  token?: string,
+): StoreSpec {
+  if (c.store) return parseStoreSpec(c.store);
+  if (token || c.endpoint) return { kind: "buildkite" };
+  return { kind: "dir", root: path.join(c.lifecycleDir, "artifact-store") };
+}
+
+/**
+ * The store `storeFromConfig` would open, without opening it: `--store` as given, or the
+ * default it falls back to (`buildkite` with its endpoint, `dir:<lifecycle dir>/artifact-store`),
+ * for `--print-config`.
+ */
+export async function effectiveStore(
+  c: Pick<StoreConfig, "store" | "endpoint" | "token" | "lifecycleDir">,
+): Promise<{ store: string; endpoint?: string }> {
+  const token = await resolveToken({ token: c.token, lifecycleDir: c.lifecycleDir });
+  const spec = chooseSpec(c, token);
+  if (spec.kind === "buildkite")
+    return { store: "buildkite", endpoint: c.endpoint || DEFAULT_ENDPOINT };
+  return { store: `dir:${spec.root}` };
 }

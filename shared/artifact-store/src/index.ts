@@ -27,7 +27,7 @@ export {
 } from "./digest.ts";
 export { DirStore } from "./dir.ts";
 export { isRetryable, StoreError } from "./errors.ts";
-export { type StoreConfig, storeFromConfig } from "./from-config.ts";
+export { effectiveStore, type StoreConfig, storeFromConfig } from "./from-config.ts";
 export { redact, serverMessage } from "./http.ts";
 export { mapLimit } from "./limit.ts";
 export { storeOptions } from "./options.ts";

@@ -102,7 +102,18 @@ export async function runProgram(program: Program, io: ProgramIo): Promise<numbe
   if (common.printConfig) {
     for (const warning of loaded.warnings)
       io.stderr.write(`${program.name}: warning: ${warning}\n`);
-    io.stdout.write(`${JSON.stringify(printable(options, loaded), null, 2)}\n`);
+    let shown: Record<string, unknown>;
+    try {
+      shown = {
+        ...printable(options, loaded),
+        ...(await command.effective?.(loaded.config as never)),
+      };
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      io.stderr.write(`${program.name}: ${err.message}\n`);
+      return ExitCode.CONFIG;
+    }
+    io.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
     return ExitCode.OK;
   }
 

@@ -67,6 +67,12 @@ export interface Command<O extends Options = Options> {
    */
   positionals?: string;
   run(ctx: RunContext<ConfigOf<O>>): Promise<Outcome>;
+  /**
+   * The values the command derives when an option is left to its default (the store or sink it
+   * would use), merged into `--print-config`'s output so that it shows the effective choice.
+   * Never secrets. A ConfigError it throws is reported like any configuration error.
+   */
+  effective?(config: ConfigOf<O> & CommonConfig): Promise<Record<string, unknown>>;
 }
 
 /** Declares a command; an identity function that types `run`'s config from the options. */

@@ -20,9 +20,10 @@ export async function runInProcess(
   stderr.on("data", (c: Buffer) => err.push(c.toString()));
   const code = await runProgram(program, { argv, env, stdout, stderr });
   const text = out.join("");
+  // Log lines are one JSON object each; other output (--print-config's document) is skipped.
   const lines = text
     .split("\n")
-    .filter((l) => l.startsWith("{"))
+    .filter((l) => l.startsWith("{") && l.endsWith("}"))
     .map((l) => JSON.parse(l) as Record<string, unknown> & { msg: string });
   const summary = lines.findLast((l) => l.msg === "summary") as
     | (Record<string, unknown> & { summary: Record<string, unknown> })
