@@ -140,7 +140,7 @@ const requireBuiltins: esbuild.Plugin = {
   name: "require-builtins",
   setup(build) {
     const namespace = "buildpod-builtin";
-    build.onResolve({ filter: /^[a-z_/:]+$/ }, (args) => {
+    build.onResolve({ filter: /^[a-z0-9_/:]+$/ }, (args) => {
       if (!isBuiltin(args.path)) return undefined;
       if (args.namespace === namespace) return { path: args.path, external: true };
       const lazy = LAZY_BUILTINS.has(args.path.replace(/^node:/, ""));
@@ -180,12 +180,37 @@ const LAZY_BUILTINS = new Set([
 ]);
 
 function lazyBuiltinSource(specifier: string): string {
-  const names = Object.keys(require(specifier) as object);
+  const real = require(specifier) as Record<string, unknown>;
+  const data = EAGER_DATA[specifier.replace(/^node:/, "")] ?? [];
+  const names = Object.keys(real).filter((name) => !data.includes(name));
+  const copies = Object.fromEntries(data.map((name) => [name, real[name]]));
+  return lazyModuleSource(specifier, names, copies);
+}
+
+/**
+ * Exports that are plain data, copied into the bundle at build time so that reading them
+ * loads nothing. undici reads `http2.constants` (header names and protocol numbers of RFC
+ * 9113) as it is evaluated, and would load `node:http2` (9 MiB of RSS) with it although it
+ * only speaks HTTP/2 when asked to.
+ */
+const EAGER_DATA: Record<string, string[]> = { http2: ["constants"] };
+
+/**
+ * A CommonJS module with one getter per export name that requires `specifier` on first use,
+ * and the `copies` as plain values.
+ * Getters, not a Proxy: esbuild's ES-module interop copies an imported module's property
+ * descriptors, which reads no getter, so importing the names loads nothing yet.
+ */
+function lazyModuleSource(
+  specifier: string,
+  names: string[],
+  copies: Record<string, unknown> = {},
+): string {
   return [
     `const names = ${JSON.stringify(names)};`,
     "let real;",
     `const load = () => (real ??= require(${JSON.stringify(specifier)}));`,
-    "const lazy = {};",
+    `const lazy = ${JSON.stringify(copies)};`,
     "for (const name of names) {",
     "  Object.defineProperty(lazy, name, {",
     "    enumerable: true,",
@@ -197,6 +222,46 @@ function lazyBuiltinSource(specifier: string): string {
     "module.exports = lazy;",
   ].join("\n");
 }
+
+/**
+ * Packages that a bundled library requires at its top level but uses only inside functions
+ * that buildpod never calls. Each such require, from the importing files matched here, gets
+ * an object that requires the real package at the first property read, so the package is
+ * neither evaluated nor does it load what it needs in turn.
+ *
+ * - `@elastic/transport` requires undici for its UndiciConnection, whose constructor is the
+ *   only place that touches it; the elasticsearch sink sends through HttpConnection. Loading
+ *   undici there costs 1.6 MiB of source to compile and `node:http2` (9 MiB of RSS measured
+ *   with Node 24: its module sources and native code), paid by every log-exporter that ships
+ *   to Elasticsearch, which is the case issue 5's memory goal is measured in.
+ * - It also requires hpagent, which is only used for a proxy and which subclasses
+ *   `https.Agent` as it loads, so it loads `node:https` and OpenSSL with it.
+ */
+const ELASTIC_CONNECTIONS = /[\\/]@elastic[\\/]transport[\\/](lib|esm)[\\/]connection[\\/]/;
+const LAZY_REQUIRES: { pkg: string; importer: RegExp }[] = [
+  { pkg: "undici", importer: ELASTIC_CONNECTIONS },
+  { pkg: "hpagent", importer: ELASTIC_CONNECTIONS },
+];
+
+const lazyRequires: esbuild.Plugin = {
+  name: "lazy-requires",
+  setup(build) {
+    const namespace = "buildpod-lazy-require";
+    for (const { pkg, importer } of LAZY_REQUIRES) {
+      const filter = new RegExp(`^${pkg.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$`);
+      build.onResolve({ filter }, (args) => {
+        if (args.namespace === namespace || !importer.test(args.importer)) return undefined;
+        return { path: pkg, namespace, pluginData: { resolveDir: path.dirname(args.importer) } };
+      });
+    }
+    build.onLoad({ filter: /.*/, namespace }, (args) => {
+      const { resolveDir } = args.pluginData as { resolveDir: string };
+      // The export names, read from the very copy the importer would get.
+      const names = Object.keys(createRequire(path.join(resolveDir, "x.js"))(args.path) as object);
+      return { contents: lazyModuleSource(args.path, names), loader: "js", resolveDir };
+    });
+  },
+};
 
 /** What every bundle of one build run shares. */
 export interface BuildSettings {
@@ -232,7 +297,7 @@ function baseOptions(settings: BuildSettings): esbuild.BuildOptions {
       __dirname: "import.meta.dirname",
       __filename: "import.meta.filename",
     },
-    plugins: [requireBuiltins, excludeNativeAddons],
+    plugins: [requireBuiltins, lazyRequires, excludeNativeAddons],
     metafile: true,
     // Files are written by writeAtomically below, never by esbuild in place.
     write: false,

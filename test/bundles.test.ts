@@ -4,7 +4,8 @@
  * must answer `--version` and `--help` there. (The test does not rebuild `dist/`: other test
  * files run those bundles at the same time.)
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
 import {
   copyFileSync,
   existsSync,
@@ -25,6 +26,7 @@ import {
   bundleVersion,
   findBundles,
 } from "../scripts/build.ts";
+import { startFakeElasticsearch } from "./fakes/elasticsearch.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 
@@ -200,6 +202,76 @@ describe("the build script", () => {
       if (saved.version === undefined) delete process.env.BUILDPOD_VERSION;
       else process.env.BUILDPOD_VERSION = saved.version;
       if (saved.revision !== undefined) process.env.BUILDPOD_REVISION = saved.revision;
+    }
+  });
+});
+
+/**
+ * What a bundle costs at start is what it loads: `node:http2` alone adds about 9 MiB of RSS,
+ * OpenSSL with `node:tls` about 2 (issue 2's and issue 5's memory goals). A preload records
+ * the built-in modules a run loaded, so these tests see the bundles load only what they use.
+ */
+function recordLoads(): { preload: string; loaded(): string[] } {
+  const dir = mkdtempSync(path.join(work, "loads-"));
+  const preload = path.join(dir, "record-loads.cjs");
+  const out = path.join(dir, "loaded.txt");
+  writeFileSync(
+    preload,
+    `process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(out)}, process.moduleLoadList.join("\\n")));\n`,
+  );
+  const loaded = () =>
+    readFileSync(out, "utf8")
+      .split("\n")
+      .filter((l) => l.startsWith("NativeModule "))
+      .map((l) => l.slice("NativeModule ".length));
+  return { preload, loaded };
+}
+
+describe("what the bundles load", () => {
+  it.each(specs.map((s) => s.name))("%s loads no HTTP/2 or TLS for --version", (name) => {
+    const loads = recordLoads();
+    const result = spawnSync(
+      process.execPath,
+      ["--require", loads.preload, isolate(name), "--version"],
+      {
+        env: { PATH: process.env.PATH },
+        encoding: "utf8",
+      },
+    );
+    expect(result.status, result.stderr).toBe(0);
+    expect(loads.loaded()).not.toContain("http2");
+    expect(loads.loaded()).not.toContain("tls");
+  });
+
+  it("log-exporter ships to Elasticsearch over HTTP without undici, HTTP/2 or TLS", async () => {
+    const es = await startFakeElasticsearch();
+    try {
+      const dir = mkdtempSync(path.join(work, "log-exporter-es-"));
+      for (const sub of ["logs", "lifecycle", "state"]) mkdirSync(path.join(dir, sub));
+      writeFileSync(path.join(dir, "logs", "build.log"), "one\ntwo\nthree\n");
+      writeFileSync(path.join(dir, "lifecycle", "workload-finished"), "0\n");
+      const sinks = path.join(dir, "sinks.yaml");
+      const sink = { type: "elasticsearch", nodes: [es.url], index: "logs" };
+      writeFileSync(sinks, JSON.stringify({ default: "es", sinks: { es: sink } }));
+      const loads = recordLoads();
+      const args = ["--logs", "logs", "--lifecycle-dir", "lifecycle", "--state-dir", "state"];
+      const child = spawn(
+        process.execPath,
+        ["--require", loads.preload, isolate("log-exporter"), ...args, "--sinks", sinks],
+        { cwd: dir, env: { PATH: process.env.PATH, BUILDKITE_JOB_ID: "job-1" }, stdio: "ignore" },
+      );
+      const [code] = (await once(child, "exit")) as [number];
+
+      expect(code).toBe(0);
+      expect([...es.documents("logs").values()].map((d) => d?.message).sort()).toEqual([
+        "one",
+        "three",
+        "two",
+      ]);
+      // undici would load node:http2 as it is evaluated (its HTTP/2 client).
+      for (const module of ["http2", "tls", "https"]) expect(loads.loaded()).not.toContain(module);
+    } finally {
+      await es.close();
     }
   });
 });

@@ -72,7 +72,8 @@ export class BuildkiteStore implements ArtifactStore {
   private readonly o: Required<Omit<BuildkiteStoreOptions, "jobId" | "onRetry">> &
     BuildkiteStoreOptions;
   private readonly http: HttpSettings;
-  private readonly dispatcher: Dispatcher;
+  /** Made at the first request, so that a store never used loads no HTTP client. */
+  private dispatcher: Promise<Dispatcher> | undefined;
 
   constructor(options: BuildkiteStoreOptions) {
     if (!options.token) {
@@ -108,7 +109,11 @@ export class BuildkiteStore implements ArtifactStore {
       onRetry: options.onRetry,
       userAgent: this.o.userAgent,
     };
-    this.dispatcher = createDispatcher(Math.max(16, this.o.concurrency * this.o.partConcurrency));
+  }
+
+  private connections(): Promise<Dispatcher> {
+    this.dispatcher ??= createDispatcher(Math.max(16, this.o.concurrency * this.o.partConcurrency));
+    return this.dispatcher;
   }
 
   async uploadBatch(files: UploadSource[], signal?: AbortSignal): Promise<UploadResult[]> {
@@ -318,7 +323,7 @@ export class BuildkiteStore implements ArtifactStore {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    await (await this.dispatcher)?.close();
   }
 
   private async api(
@@ -328,7 +333,7 @@ export class BuildkiteStore implements ArtifactStore {
     opts: { body?: unknown; signal?: AbortSignal },
   ): Promise<unknown> {
     const text = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-    const res = await send(this.dispatcher, this.http, {
+    const res = await send(await this.connections(), this.http, {
       what,
       method,
       url: joinUrl(this.o.endpoint, path),
@@ -359,7 +364,7 @@ export class BuildkiteStore implements ArtifactStore {
    */
   private async storage(call: HttpCall): Promise<Dispatcher.ResponseData> {
     try {
-      return await send(this.dispatcher, this.http, call);
+      return await send(await this.connections(), this.http, call);
     } catch (err) {
       if (err instanceof StoreError && err.status === 403) {
         throw new StoreError(err.code, err.message, { retryable: true, status: 403, cause: err });

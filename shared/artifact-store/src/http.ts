@@ -1,5 +1,5 @@
 import type { Readable } from "node:stream";
-import { Agent, type Dispatcher, interceptors, request } from "undici";
+import type { Dispatcher } from "undici";
 import { StoreError } from "./errors.ts";
 import { type OnRetry, type RetryPolicy, withRetry } from "./retry.ts";
 
@@ -28,8 +28,16 @@ export interface HttpCall {
   totalTimeout?: boolean;
 }
 
+/**
+ * undici, evaluated at the first request. Evaluating it costs several MiB of RSS (issue 2),
+ * which a `dir` store, `--help` or `--print-config` never needs.
+ */
+let undici: Promise<typeof import("undici")> | undefined;
+const loadUndici = () => (undici ??= import("undici"));
+
 /** A pooled keep-alive dispatcher that follows up to 10 redirects (reference §2). */
-export function createDispatcher(connections = 64): Dispatcher {
+export async function createDispatcher(connections = 64): Promise<Dispatcher> {
+  const { Agent, interceptors } = await loadUndici();
   return new Agent({ connections, keepAliveTimeout: 10_000 }).compose(
     interceptors.redirect({ maxRedirections: 10 }),
   );
@@ -62,6 +70,7 @@ async function sendOnce(
   // A composite signal only when there are two: thousands of small transfers pay for each.
   const signal =
     timeout && call.signal ? AbortSignal.any([call.signal, timeout]) : (timeout ?? call.signal);
+  const { request } = await loadUndici();
   let res: Dispatcher.ResponseData;
   try {
     res = await request(call.url, {

@@ -9,10 +9,14 @@
 //
 // The committed position (timestamp and how many lines carried it) is kept in a small JSON file
 // so a restarted exporter resumes where delivery stopped.
+//
+// undici is loaded at the first request (loadUndici): a job without a pod log source does not
+// pay for it, and an elasticsearch sink alone needs no undici either (scripts/build.ts).
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { Agent, request } from "undici";
+import { loadUndici } from "@buildpod/runtime";
+import type { Agent } from "undici";
 import type { Envelope } from "../pipeline.ts";
 import { decodeLine, type LogRecord, type Origin, originKey } from "../record.ts";
 import { backoffDelay, sleep } from "../retry.ts";
@@ -95,6 +99,7 @@ export class PodLogSource {
     });
     if (this.#read) query.set("sinceTime", this.#read.time);
     const url = `${o.apiUrl.replace(/\/$/, "")}/api/v1/namespaces/${encodeURIComponent(o.namespace)}/pods/${encodeURIComponent(o.podName)}/log?${query}`;
+    const { request } = await loadUndici();
     const res = await request(url, {
       headers: await this.#headers(),
       dispatcher: await this.#dispatcher(),
@@ -175,6 +180,7 @@ export class PodLogSource {
   async #terminated(): Promise<boolean> {
     const o = this.options;
     const url = `${o.apiUrl.replace(/\/$/, "")}/api/v1/namespaces/${encodeURIComponent(o.namespace)}/pods/${encodeURIComponent(o.podName)}`;
+    const { request } = await loadUndici();
     const res = await request(url, {
       headers: await this.#headers(),
       dispatcher: await this.#dispatcher(),
@@ -199,6 +205,7 @@ export class PodLogSource {
         this.options.caFile && this.options.apiUrl.startsWith("https:")
           ? await readFile(this.options.caFile, "utf8")
           : undefined;
+      const { Agent } = await loadUndici();
       this.#agent = new Agent(ca ? { connect: { ca } } : {});
     }
     return this.#agent;
