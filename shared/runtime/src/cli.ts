@@ -21,7 +21,7 @@ import {
   lifecycleOptions,
   resolveLifecycleOptions,
 } from "./lifecycle/index.ts";
-import { createLogger, type Logger } from "./logger.ts";
+import { createLogger, type Logger, scrubSecrets } from "./logger.ts";
 import { writeStatus } from "./status.ts";
 
 /** The version baked into bundles at build time; `dev` when run from source. */
@@ -208,7 +208,12 @@ async function runCommand(run: Run): Promise<number> {
     }));
     const overdue =
       command.kind === "sidecar" ? pastDrainDeadline(lifecycle, logger, () => partial?.()) : never;
-    outcome = await Promise.race([running, interrupted, overdue]);
+    const stalled = stalledRun(logger, () => partial?.());
+    try {
+      outcome = await Promise.race([running, interrupted, overdue, stalled.outcome]);
+    } finally {
+      stalled.dispose();
+    }
   } catch (err) {
     outcome = stop.signal.aborted
       ? outcomeOfInterruption(err, commandName, stop.signal, logger, io)
@@ -234,6 +239,26 @@ async function runCommand(run: Run): Promise<number> {
 const DEADLINE_GRACE_MS = 2_000;
 
 const never = new Promise<Outcome>(() => {});
+
+/**
+ * Resolves when the event loop runs dry while the command has not returned: it waits on a
+ * promise that nothing (no timer, socket or file operation) will settle. Node would then exit
+ * with code 0, printing no summary and writing no status file, so a job would take the
+ * container for done. This reports it as the bug it is instead. `dispose` stops the watch.
+ */
+function stalledRun(logger: Logger, partial: () => Record<string, unknown> | undefined) {
+  let onBeforeExit = () => {};
+  const outcome = new Promise<Outcome>((resolve) => {
+    onBeforeExit = () => {
+      const error =
+        "internal error: the command stopped with work unfinished and nothing left to wait for; this is a bug, please report it";
+      logger.error(error);
+      resolve({ exitCode: ExitCode.INTERNAL, summary: { ...partial(), error } });
+    };
+    process.once("beforeExit", onBeforeExit);
+  });
+  return { outcome, dispose: () => process.off("beforeExit", onBeforeExit) };
+}
 
 /**
  * Resolves when a sidecar's run has not returned `DEADLINE_GRACE_MS` after its drain deadline:
@@ -361,7 +386,7 @@ async function finish(
     summary,
   };
   try {
-    const path = await writeStatus(lifecycleDir, record);
+    const path = await writeStatus(lifecycleDir, record, (text) => scrubSecrets(logger, text));
     if (path) logger.debug({ path }, "wrote status file");
     // Outside a pod (a standalone run) there is often no lifecycle directory: nothing to say.
     else

@@ -45,10 +45,13 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     stream,
   );
-  scrubbers.set(logger, (values) => {
-    // Very short values would scrub ordinary words; a secret is never that short.
-    for (const value of values) if (value.length >= 4) secrets.add(value);
-    scrub = secretScrubber([...secrets]);
+  scrubbers.set(logger, {
+    add(values) {
+      // Very short values would scrub ordinary words; a secret is never that short.
+      for (const value of values) if (value.length >= 4) secrets.add(value);
+      scrub = secretScrubber([...secrets]);
+    },
+    scrub: (text) => (scrub ? scrub(text) : text),
   });
   addSecrets(logger, options.secrets ?? []);
   return logger;
@@ -78,14 +81,27 @@ function messageWithNewCauses(err: Error): string {
   return text;
 }
 
-const scrubbers = new WeakMap<Logger, (values: readonly string[]) => void>();
+interface Scrubber {
+  add(values: readonly string[]): void;
+  scrub(text: string): string;
+}
+
+const scrubbers = new WeakMap<Logger, Scrubber>();
 
 /**
  * Adds secrets a program learned after its logger was made (a token read from a file written
  * by another container): from now on they are scrubbed from every line, the summary included.
  */
 export function addSecrets(logger: Logger, values: readonly string[]): void {
-  scrubbers.get(logger)?.(values);
+  scrubbers.get(logger)?.add(values);
+}
+
+/**
+ * `text` with the secrets `logger` knows replaced, as its lines have them: for what a program
+ * writes besides its log (the status file).
+ */
+export function scrubSecrets(logger: Logger, text: string): string {
+  return scrubbers.get(logger)?.scrub(text) ?? text;
 }
 
 /** A function replacing every secret (and its JSON-escaped form) in a line, or undefined. */

@@ -20,10 +20,12 @@ export interface StatusRecord {
  * native sidecar's exit code never reaches the pod's phase, so this file is how the workload, a
  * later step or the local runner learns whether a sidecar delivered everything. Returns the path
  * written, or undefined when the lifecycle directory does not exist (a run outside a pod).
+ * `scrub` takes the secrets out of the serialised record, as the logger does for its lines.
  */
 export async function writeStatus(
   lifecycleDir: string,
   record: StatusRecord,
+  scrub: (text: string) => string = (text) => text,
 ): Promise<string | undefined> {
   const exists = await stat(lifecycleDir).then(
     (s) => s.isDirectory(),
@@ -33,7 +35,7 @@ export async function writeStatus(
   const dir = join(lifecycleDir, "status");
   await mkdir(dir, { recursive: true });
   const path = join(dir, `${record.container}.json`);
-  await writeFileAtomic(path, `${JSON.stringify(record, null, 2)}\n`);
+  await writeFileAtomic(path, `${scrub(JSON.stringify(record, null, 2))}\n`);
   return path;
 }
 

@@ -57,7 +57,9 @@ const greet = defineCommand({
     }
     if (config.fail === "bug") throw new TypeError("undefined is not a function");
     logger.info({ token_used: config.token }, `hello ${config.name}`);
-    return { exitCode: ExitCode.OK, summary: { greeted: config.times } };
+    // As a server's message quoting the token it was sent would carry it into the summary.
+    const echoed = config.token ? { answer: `token ${config.token} accepted` } : {};
+    return { exitCode: ExitCode.OK, summary: { greeted: config.times, ...echoed } };
   },
 });
 
@@ -124,14 +126,19 @@ describe("runProgram", () => {
     expect(status).toMatchObject({ exit_code: 0, exit_reason: "OK", summary: { greeted: 3 } });
   });
 
-  it("never prints a secret: not in logs, not in --print-config", async () => {
+  it("never prints a secret: not in logs, the status file or --print-config", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cli-test-"));
     const tokenFile = join(dir, "token");
     writeFileSync(tokenFile, "tok-123456789\n");
-    const ran = await run(program, ["--name", "ops", "--token-file", tokenFile]);
+    const ran = await run(program, ["--name", "ops", "--token-file", tokenFile], {
+      BUILDPOD_LIFECYCLE_DIR: dir,
+    });
     expect(ran.code).toBe(0);
     expect(ran.stdout).not.toContain("tok-123456789");
     expect(ran.lines.find((l) => l.msg === "hello ops")?.token_used).toBe("[redacted]");
+    const status = readFileSync(join(dir, "status", "demo.json"), "utf8");
+    expect(status).not.toContain("tok-123456789");
+    expect(JSON.parse(status).summary).toMatchObject({ answer: "token [redacted] accepted" });
     const printed = await run(program, ["--name", "ops", "--print-config"], {
       DEMO_TOKEN_FILE: tokenFile,
     });
