@@ -1,5 +1,4 @@
 // log-exporter: the sidecar that ships every line the job writes to a sink. See README.md.
-import "./heap.ts";
 import { main } from "@buildpod/runtime";
 import { exportCommand } from "./run.ts";
 
