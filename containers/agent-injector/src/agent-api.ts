@@ -8,7 +8,7 @@ import type { Dispatcher } from "undici";
 import { InjectorError } from "./errors.ts";
 
 export interface AgentApiOptions {
-  /** Base URL, e.g. `https://agent.buildkite.com/v3` (BUILDKITE_AGENT_ENDPOINT). */
+  /** Base URL, e.g. `https://agent-edge.buildkite.com/v3` (BUILDKITE_AGENT_ENDPOINT). */
   endpoint: string;
   token: string;
   /** Upper bound for one request, connect to last body byte: a stalled server never hangs us. */

@@ -6,7 +6,8 @@
 import { describeSource, duration, type Options, option, type Source, z } from "@buildpod/config";
 
 /** The agent API base URL when neither the option nor the job env names one. */
-export const DEFAULT_ENDPOINT = "https://agent.buildkite.com/v3";
+// The Buildkite agent's own default since 2026-04-09 (before: https://agent.buildkite.com/v3).
+export const DEFAULT_ENDPOINT = "https://agent-edge.buildkite.com/v3";
 
 /** A Buildkite job ID is a UUID: 32 hex digits in groups of 8-4-4-4-12. */
 export const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

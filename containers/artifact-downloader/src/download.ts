@@ -33,7 +33,8 @@ export interface DownloadOptions {
 
 /** What the run logs; the library itself never prints. */
 export type DownloadEvent =
-  | { type: "searched"; query: string; found: number }
+  /** `added`: the matches no earlier query returned. */
+  | { type: "searched"; query: string; found: number; added: number }
   | { type: "duplicate"; path: string; kept: string; dropped: string }
   | { type: "refused"; path: string; why: string }
   | { type: "downloaded"; path: string; bytes: number }
@@ -68,19 +69,23 @@ export async function downloadArtifacts(o: DownloadOptions): Promise<DownloadRep
     duplicates: 0,
   };
   const matches: RemoteArtifact[] = [];
+  const ids = new Set<string>();
   for (const query of o.queries) {
     const found = await o.store.search(
       { query, buildId: o.buildId, scope: o.scope, includeRetriedJobs: o.includeRetriedJobs },
       o.signal,
     );
-    o.onEvent?.({ type: "searched", query, found: found.length });
+    const before = ids.size;
+    for (const a of found) ids.add(a.id);
+    o.onEvent?.({ type: "searched", query, found: found.length, added: ids.size - before });
     if (found.length === 0) report.unmatched.push(query);
     matches.push(...found);
   }
-  report.found = matches.length;
+  // An artifact that two queries match is found once, and downloaded once.
+  report.found = ids.size;
 
   const plan = planTargets(o, matches, report);
-  if (plan.length > 0) await mkdir(o.dest, { recursive: true });
+  if (plan.length > 0) await makeDest(o.dest);
   const dirs: DirCache = new Map();
   await mapLimit(plan, o.concurrency, async ({ artifact, absolute }) => {
     try {
@@ -128,6 +133,22 @@ function planTargets(o: DownloadOptions, matches: RemoteArtifact[], report: Down
     byTarget.set(target.absolute, { artifact, absolute: target.absolute });
   }
   return [...byTarget.values()];
+}
+
+/** Creates the destination, or says why it cannot be one (a file, a read-only mount). */
+async function makeDest(dest: string): Promise<void> {
+  try {
+    await mkdir(dest, { recursive: true });
+  } catch (cause) {
+    const code = (cause as { code?: string }).code;
+    const why =
+      code === "EEXIST" || code === "ENOTDIR" ? "it is not a directory" : (cause as Error).message;
+    throw new StoreError(
+      "ARTIFACT_DOWNLOADER_BAD_DEST",
+      `could not create the destination ${dest}: ${why}; set --dest to a writable directory`,
+      { cause },
+    );
+  }
 }
 
 /**

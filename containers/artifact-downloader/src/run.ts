@@ -1,6 +1,12 @@
-import { effectiveStore, StoreError, storeFromConfig } from "@buildpod/artifact-store";
+import {
+  effectiveStore,
+  resolveToken,
+  StoreError,
+  storeFromConfig,
+} from "@buildpod/artifact-store";
 import type { ConfigOf } from "@buildpod/config";
 import {
+  addSecrets,
   BuildpodError,
   defineCommand,
   ExitCode,
@@ -115,6 +121,12 @@ function interrupted(ctx: RunContext<Config>, report: DownloadReport | undefined
 async function openStore(ctx: RunContext<Config>, buildId: string) {
   const { config } = ctx;
   try {
+    // A token read from the lifecycle dir is no configured secret: have it scrubbed as well.
+    const token = await resolveToken({
+      token: config.token,
+      lifecycleDir: ctx.common.lifecycleDir,
+    });
+    if (token) addSecrets(ctx.logger, [token]);
     const opened = await storeFromConfig({
       store: config.store,
       endpoint: config.endpoint,
@@ -193,7 +205,7 @@ function reporter(ctx: RunContext<Config>, progress: ReturnType<typeof startProg
   });
   return (e: DownloadEvent) => {
     if (e.type === "searched") {
-      progress.addExpected(e.found);
+      progress.addExpected(e.added);
       logger.info({ query: e.query, files: e.found }, "searched artifacts");
     } else if (e.type === "duplicate") {
       const fields = { path: e.path, kept: e.kept, dropped: e.dropped };

@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { IN_MEMORY_LIMIT, program, targetPath } from "@buildpod/artifact-downloader";
@@ -216,6 +218,60 @@ describe("artifact-downloader", () => {
     });
     expect(r.code).toBe(0);
     expect(r.text).not.toContain(bk.token);
+  });
+});
+
+describe("artifact-downloader, found, destination and token", () => {
+  it("counts an artifact two queries match once, in the summary and the progress lines", async () => {
+    await bk.seedArtifact({ path: "twice/a.txt", content: "a" });
+    await bk.seedArtifact({ path: "twice/b.log", content: "b" });
+    // A slow storage, so that progress lines come after the searches.
+    bk.inject({ kind: "stall", ms: 400, count: 2, match: { server: "storage" } });
+    const args = ["--query", "twice/*", "--query", "twice/*.txt", "--dest", dest];
+    const r = await runInProcess(program, args, jobEnv());
+    expect(r.code).toBe(0);
+    expect(r.summary).toMatchObject({ found: 2, downloaded: 2 });
+    const expected = r.lines
+      .filter((l) => l.msg === "download progress")
+      .map((l) => Number(l.expected));
+    expect(Math.max(...expected)).toBe(2);
+  });
+
+  it("says the destination is not a directory, instead of an internal error", async () => {
+    await bk.seedArtifact({ path: "dest/a.txt", content: "a" });
+    await writeFile(dest, "a file where the destination should be");
+    const r = await runInProcess(program, ["--query", "dest/*", "--dest", dest], jobEnv());
+    expect(r.code).toBe(1);
+    expect(r.summary.error).toBe(
+      `could not create the destination ${dest}: it is not a directory; set --dest to a ` +
+        "writable directory",
+    );
+  });
+
+  it("scrubs a token read from the lifecycle dir even where a server echoes it", async () => {
+    const token = "bkaj_from-the-lifecycle-dir";
+    await mkdir(path.join(lifecycle, "env"), { recursive: true });
+    await writeFile(path.join(lifecycle, "env", "token"), `${token}\n`);
+    const echo = http.createServer((req, res) => {
+      req.resume();
+      const message = `token ${String(req.headers.authorization).slice(6)} is not valid`;
+      res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ message }));
+    });
+    await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve));
+    const { port } = echo.address() as AddressInfo;
+    try {
+      const r = await runInProcess(program, ["--query", "x/*", "--dest", dest], {
+        ...jobEnv(),
+        BUILDKITE_AGENT_ENDPOINT: `http://127.0.0.1:${port}/v3`,
+        BUILDKITE_AGENT_ACCESS_TOKEN: undefined,
+      });
+      expect(r.code).toBe(1);
+      expect(String(r.summary.error)).toContain("is not valid");
+      expect(r.text).not.toContain(token);
+    } finally {
+      echo.closeAllConnections();
+      await new Promise((resolve) => echo.close(resolve));
+    }
   });
 });
 

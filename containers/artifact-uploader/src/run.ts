@@ -1,13 +1,16 @@
-import { stat } from "node:fs/promises";
+import { realpath, stat } from "node:fs/promises";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   effectiveStore,
+  resolveToken,
   type StoreConfig,
   StoreError,
   storeFromConfig,
 } from "@buildpod/artifact-store";
 import type { ConfigOf } from "@buildpod/config";
 import {
+  addSecrets,
   BuildpodError,
   defineCommand,
   ExitCode,
@@ -154,7 +157,20 @@ async function openStore(ctx: RunContext<Config>) {
       ctx.logger.warn({ attempt, delay_ms: delayMs, err }, "request failed, retrying"),
   };
   try {
+    // A token read from the lifecycle dir is no configured secret: have it scrubbed as well.
+    const token = await resolveToken({
+      token: config.token,
+      lifecycleDir: ctx.common.lifecycleDir,
+    });
+    if (token) addSecrets(ctx.logger, [token]);
     const opened = await storeFromConfig(settings);
+    if (opened.spec.kind === "dir" && (await storeInsideRoot(opened.spec.root, config.root))) {
+      await opened.store.close();
+      throw new StoreError(
+        "ARTIFACT_UPLOADER_STORE_IN_ROOT",
+        `could not use store ${opened.store.name}: it lies inside --root ${config.root}, so every copy would be uploaded again; give --store dir:PATH outside the root`,
+      );
+    }
     if (opened.spec.kind === "buildkite" && !config.job) {
       await opened.store.close();
       throw new StoreError(
@@ -166,6 +182,27 @@ async function openStore(ctx: RunContext<Config>) {
   } catch (err) {
     if (!(err instanceof StoreError)) throw err;
     throw new BuildpodError(err.code, err.message, { exitCode: ExitCode.CONFIG, cause: err });
+  }
+}
+
+/**
+ * True when a dir store's directory is the root or lies below it (compared by real paths where
+ * they exist): the uploader would then write into the tree it only reads, and upload its copies.
+ */
+async function storeInsideRoot(storeRoot: string, root: string): Promise<boolean> {
+  const rel = path.relative(await realPath(root), await realPath(storeRoot));
+  return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
+}
+
+/** The real path of `p`, or of its nearest existing ancestor joined with the rest. */
+async function realPath(p: string): Promise<string> {
+  const absolute = path.resolve(p);
+  try {
+    return await realpath(absolute);
+  } catch {
+    const parent = path.dirname(absolute);
+    if (parent === absolute) return absolute;
+    return path.join(await realPath(parent), path.basename(absolute));
   }
 }
 

@@ -235,7 +235,10 @@ export class Uploader {
     if (!this.delayed) return;
     const wait = Math.max(10, earliest - now);
     this.wake = setTimeout(() => this.pump(), wait);
-    this.wake.unref();
+    // While watching, the watcher keeps the process alive. During the drain this timer may be
+    // all that is left (the drain deadline's timer is unref'd): unref'd, the process would end
+    // there, with exit code 0 and neither summary nor status file.
+    if (!this.draining) this.wake.unref();
   }
 
   private async runBatch(batch: Queued[]): Promise<void> {

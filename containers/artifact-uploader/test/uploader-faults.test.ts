@@ -1,4 +1,7 @@
-import { truncate, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdir, readdir, readFile, truncate, writeFile } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { startUploader, waitFor, withFakeBuildkite, workspace } from "./helpers.ts";
@@ -37,6 +40,50 @@ describe("artifact-uploader when things fail", () => {
     expect(t.bk.requests.length).toBe(before);
   });
 
+  it("refuses a dir: store inside the root before any work, instead of uploading its copies", async () => {
+    const ws = await workspace(t.base);
+    await writeFile(path.join(ws.root, "a.txt"), "a");
+    const store = path.join(ws.root, "store");
+    const up = startUploader(t.bk, ws, { args: ["--store", `dir:${store}`] });
+    const r = await up.finish();
+    expect(r.code).toBe(2);
+    expect(String(r.summary.error)).toBe(
+      `could not use store dir:${store}: it lies inside --root ${ws.root}, so every copy would ` +
+        "be uploaded again; give --store dir:PATH outside the root",
+    );
+    expect(await readdir(ws.root)).toEqual(["a.txt"]);
+  });
+
+  it("scrubs a token read from the lifecycle dir even where a server echoes it", async () => {
+    const ws = await workspace(t.base);
+    const token = "bkaj_from-the-lifecycle-dir";
+    await mkdir(path.join(ws.lifecycle, "env"));
+    await writeFile(path.join(ws.lifecycle, "env", "token"), `${token}\n`);
+    await writeFile(path.join(ws.root, "a.txt"), "a");
+    const echo = http.createServer((req, res) => {
+      req.resume();
+      const message = `token ${String(req.headers.authorization).slice(6)} is not valid`;
+      res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ message }));
+    });
+    await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve));
+    const { port } = echo.address() as AddressInfo;
+    try {
+      const up = startUploader(t.bk, ws, {
+        env: {
+          BUILDKITE_AGENT_ENDPOINT: `http://127.0.0.1:${port}/v3`,
+          BUILDKITE_AGENT_ACCESS_TOKEN: undefined,
+        },
+      });
+      const r = await up.finish();
+      expect(r.code).toBe(4);
+      expect(JSON.stringify(r.summary.refused)).toContain("is not valid");
+      expect(r.text).not.toContain(token);
+    } finally {
+      echo.closeAllConnections();
+      await new Promise((resolve) => echo.close(resolve));
+    }
+  });
+
   it("ends with exit 3 and lists the files when the drain deadline cuts 500 MB short", async () => {
     const ws = await workspace(t.base);
     const job = t.newJob();
@@ -57,5 +104,24 @@ describe("artifact-uploader when things fail", () => {
     expect(r.summary.left_over).toEqual(names);
     expect(Date.now() - started).toBeLessThan(40_000);
     expect(t.bk.finished(job.id).size).toBe(0);
+  }, 60_000);
+
+  it("waits out a failing upload's retry at the drain, and reports it left over", async () => {
+    // A process of its own: in-process, the test runner would keep an idle event loop alive.
+    const ws = await workspace(t.base);
+    await writeFile(path.join(ws.root, "a.txt"), "a");
+    const notADir = path.join(ws.dir, "not-a-dir");
+    await writeFile(notADir, "a file where the store's directory should be");
+    await writeFile(path.join(ws.lifecycle, "workload-finished"), "0");
+    const main = path.join(import.meta.dirname, "../src/main.ts");
+    const args = ["--root", ws.root, "--store", `dir:${notADir}`, "--drain-timeout", "2s"];
+    const env = { PATH: process.env.PATH ?? "", BUILDPOD_LIFECYCLE_DIR: ws.lifecycle };
+    const child = spawn(process.execPath, [main, ...args], { env, stdio: "ignore" });
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    expect(code).toBe(3);
+    const status = JSON.parse(
+      await readFile(path.join(ws.lifecycle, "status", "artifact-uploader.json"), "utf8"),
+    );
+    expect(status.summary.left_over).toEqual(["a.txt"]);
   }, 60_000);
 });

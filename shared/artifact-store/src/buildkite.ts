@@ -15,14 +15,15 @@ import type {
 } from "./types.ts";
 
 /** The default API base; `BUILDKITE_AGENT_ENDPOINT` overrides it (reference §1). */
-export const DEFAULT_ENDPOINT = "https://agent.buildkite.com/v3";
+// The Buildkite agent's own default since 2026-04-09 (before: https://agent.buildkite.com/v3).
+export const DEFAULT_ENDPOINT = "https://agent-edge.buildkite.com/v3";
 /** Buildkite storage takes single requests up to 5 GiB (reference §1). */
 export const SINGLE_UPLOAD_LIMIT = 5 * 1024 ** 3;
 /** What a form `data` value or action path holds in place of the artifact's path. */
 const PATH_PLACEHOLDER = ["$", "{artifact:path}"].join("");
 
 export interface BuildkiteStoreOptions {
-  /** API base URL, e.g. `https://agent.buildkite.com/v3`. */
+  /** API base URL, e.g. `https://agent-edge.buildkite.com/v3`. */
   endpoint: string;
   /** The job token, sent as `Authorization: Token <token>` to the API only, never to storage. */
   token: string;

@@ -13,7 +13,7 @@ export function storeOptions(direction: "go" | "come from") {
     }),
     endpoint: option({
       schema: z.url({ protocol: /^https?$/ }).optional(),
-      description: "Buildkite agent API base URL; default https://agent.buildkite.com/v3",
+      description: "Buildkite agent API base URL; default https://agent-edge.buildkite.com/v3",
       aliases: ["BUILDKITE_AGENT_ENDPOINT"],
       metavar: "URL",
     }),
