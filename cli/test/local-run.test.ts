@@ -299,11 +299,14 @@ function expectContainers(out: RunOutput, workloadExit: number): void {
     ...SIDECARS,
   ]);
   for (const name of ["agent-injector", "repo-mirror", "artifact-downloader"]) {
-    expect(out.rows.get(name), name).toMatchObject({ role: "init", exit: "0" });
+    expect(out.rows.get(name), `${name}\n${shown(out)}`).toMatchObject({ role: "init", exit: "0" });
   }
   expect(out.rows.get("workload")).toMatchObject({ role: "workload", exit: String(workloadExit) });
   for (const name of SIDECARS) {
-    expect(out.rows.get(name), name).toMatchObject({ role: "sidecar", exit: "0" });
+    expect(out.rows.get(name), `${name}\n${shown(out)}`).toMatchObject({
+      role: "sidecar",
+      exit: "0",
+    });
   }
   expect(out.progress.filter((l) => l.includes(KILLED))).toEqual([]);
 }

@@ -70,8 +70,7 @@ export async function runLocally(pod: PodModel, options: LocalRunOptions): Promi
     const code = await proc.exited;
     results.push(result(proc, "init", code, context));
     if (code !== 0) {
-      const tail = proc.lastLines().map((l) => `    ${readable(l)}`);
-      const failure = `init container ${container.name} failed with exit code ${code}; its last lines:\n${tail.join("\n")}`;
+      const failure = `init container ${container.name} failed with exit code ${code}; ${lastLines(proc)}`;
       const wallMs = Date.now() - started;
       return { ok: false, failure, wallMs, initMs: wallMs, containers: results, context };
     }
@@ -105,11 +104,24 @@ export async function runLocally(pod: PodModel, options: LocalRunOptions): Promi
   await options.beforeStop?.(context);
   if (pod.sidecarMode === "classic") await markFinished(context, workloadCode, say);
   await stopSidecars(pod, sidecars, say);
-  for (const proc of sidecars) results.push(result(proc, "sidecar", await settled(proc), context));
+  for (const proc of sidecars) {
+    const code = await settled(proc);
+    results.push(result(proc, "sidecar", code, context));
+    if (code !== 0)
+      say(`sidecar ${proc.name}: exited with ${code ?? "SIGKILL"}; ${lastLines(proc)}`);
+  }
 
   // The pod succeeded when every container did, the workload included, as in Kubernetes.
   const ok = results.every((r) => r.exitCode === 0);
   return { ok, wallMs: Date.now() - started, initMs, containers: results, context };
+}
+
+/** "its last lines:" and a container's last lines, readable, one an indented line. */
+function lastLines(proc: LocalProcess): string {
+  return `its last lines:\n${proc
+    .lastLines()
+    .map((l) => `    ${readable(l)}`)
+    .join("\n")}`;
 }
 
 // Fields a readable line leaves out: the logger's own, and those it shows otherwise.
