@@ -2,9 +2,10 @@ import {
   effectiveStore,
   resolveToken,
   StoreError,
+  type StoreSpec,
   storeFromConfig,
 } from "@buildpod/artifact-store";
-import type { ConfigOf } from "@buildpod/config";
+import { ConfigError, type ConfigOf } from "@buildpod/config";
 import {
   addSecrets,
   BuildpodError,
@@ -39,15 +40,29 @@ export const download = defineCommand({
 
 async function run(ctx: RunContext<Config>): Promise<Outcome> {
   const { config, logger } = ctx;
+  if (config.required && config.query.length === 0) {
+    // Nothing asked for cannot be required: a query left out of the config, not a success.
+    throw new ConfigError([
+      {
+        key: "required",
+        source: ctx.sources.required,
+        expected: "a query to go with it, since nothing would be downloaded",
+        hint:
+          "give --query GLOB (ARTIFACT_DOWNLOADER_QUERY, or query: in the config file), " +
+          "or drop --required",
+      },
+    ]);
+  }
   const buildId = config.build ?? "";
   const opened = await openStore(ctx, buildId);
   if (config.query.length === 0) {
     logger.info("no query given: nothing to download");
     await opened.store.close();
-    return { exitCode: ExitCode.OK, summary: { queries: 0, downloaded: 0 } };
+    return { exitCode: ExitCode.OK, summary: { queries: config.query, downloaded: 0 } };
   }
   // A dir: store holds no builds: its matches are named by the store, not a build ID.
   const searched = opened.spec.kind === "buildkite" ? `build ${buildId}` : opened.store.name;
+  const why = config.store ? undefined : defaultStoreNote(opened.spec);
   logger.info(
     {
       store: opened.store.name,
@@ -79,13 +94,26 @@ async function run(ctx: RunContext<Config>): Promise<Outcome> {
     });
   } catch (err) {
     if (ctx.signal.aborted) return interrupted(ctx, undefined);
-    throw asFailure(err);
+    throw asFailure(err, why);
   } finally {
     progress.stop();
     await opened.store.close();
   }
   if (ctx.signal.aborted) return interrupted(ctx, report);
-  return outcome(report, config, searched, Date.now() - started, logger);
+  return outcome(report, config, searched, why, Date.now() - started, logger);
+}
+
+/**
+ * Why a store nobody named was used: without a token or an endpoint the embedded dir store is
+ * searched, which a job that meant to download from Buildkite would not expect.
+ */
+function defaultStoreNote(spec: StoreSpec): string | undefined {
+  if (spec.kind !== "dir") return undefined;
+  return (
+    `the dir store at ${spec.root} was used because no Buildkite token or ` +
+    "endpoint was given; set BUILDKITE_AGENT_ACCESS_TOKEN (or --token-file) and " +
+    "BUILDKITE_BUILD_ID to download a build's artifacts, or give --store dir:PATH"
+  );
 }
 
 /**
@@ -158,6 +186,7 @@ function outcome(
   report: DownloadReport,
   config: Config,
   searched: string,
+  why: string | undefined,
   durationMs: number,
   logger: RunContext<Config>["logger"],
 ): Outcome {
@@ -169,8 +198,8 @@ function outcome(
     const err = unmatchedError(report.unmatched, searched);
     if (config.required) {
       exitCode = ExitCode.FAILED;
-      error = err.message;
-      logger.error({ code: err.code }, err.message);
+      error = why ? `${err.message}; ${why}` : err.message;
+      logger.error({ code: err.code }, error);
     } else {
       logger.warn({ queries: report.unmatched }, "some queries matched no artifact");
     }
@@ -224,9 +253,15 @@ function reporter(ctx: RunContext<Config>, progress: ReturnType<typeof startProg
   };
 }
 
-function asFailure(err: unknown): unknown {
+/** A store error as the run's failure (exit 1); a missing dir store says why it was used. */
+function asFailure(err: unknown, why?: string): unknown {
   if (err instanceof StoreError) {
-    return new BuildpodError(err.code, err.message, { exitCode: ExitCode.FAILED, cause: err });
+    const hint = err.code === "ARTIFACT_STORE_DIR_MISSING" ? why : undefined;
+    return new BuildpodError(err.code, err.message, {
+      exitCode: ExitCode.FAILED,
+      cause: err,
+      hint,
+    });
   }
   return err;
 }

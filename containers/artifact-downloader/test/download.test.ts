@@ -122,6 +122,52 @@ describe("artifact-downloader", () => {
     expect(r.summary).not.toHaveProperty("build");
   });
 
+  it("refuses --required without a query as a config error, before any request", async () => {
+    const before = bk.requests.length;
+    const r = await runInProcess(program, ["--required", "--dest", dest], jobEnv());
+    expect(r.code).toBe(2);
+    expect(r.summary.error).toBe(
+      "invalid configuration, 1 problem:\n  - required (flag --required): expected a query to " +
+        "go with it, since nothing would be downloaded; give --query GLOB " +
+        "(ARTIFACT_DOWNLOADER_QUERY, or query: in the config file), or drop --required",
+    );
+    const fromEnv = await runInProcess(program, ["--dest", dest], {
+      ...jobEnv(),
+      ARTIFACT_DOWNLOADER_REQUIRED: "true",
+    });
+    expect(fromEnv.code).toBe(2);
+    expect(String(fromEnv.summary.error)).toContain("required (env ARTIFACT_DOWNLOADER_REQUIRED)");
+    expect(bk.requests.length).toBe(before);
+    expect(existsSync(dest)).toBe(false);
+  });
+
+  it("lists the queries in the summary also when none was given", async () => {
+    const r = await runInProcess(program, ["--dest", dest], jobEnv());
+    expect(r.code).toBe(0);
+    expect(r.summary).toMatchObject({ queries: [], downloaded: 0 });
+  });
+
+  it("says why the embedded dir store was searched when a required query finds nothing", async () => {
+    const embedded = path.join(lifecycle, "artifact-store");
+    const why =
+      `the dir store at ${embedded} was used because no Buildkite token or endpoint was ` +
+      "given; set BUILDKITE_AGENT_ACCESS_TOKEN (or --token-file) and BUILDKITE_BUILD_ID to " +
+      "download a build's artifacts, or give --store dir:PATH";
+    const args = ["--query", "none/*", "--required", "--dest", dest];
+    const missing = await runInProcess(program, args, { BUILDPOD_LIFECYCLE_DIR: lifecycle });
+    expect(missing.code).toBe(1);
+    expect(String(missing.summary.error)).toMatch(/no such directory/);
+    expect(String(missing.summary.error)).toContain(why);
+
+    await mkdir(embedded);
+    const empty = await runInProcess(program, args, { BUILDPOD_LIFECYCLE_DIR: lifecycle });
+    expect(empty.code).toBe(1);
+    expect(empty.summary.error).toBe(
+      `could not find artifacts matching "none/*" in dir:${embedded}; check the query and ` +
+        `--step, or drop --required; ${why}`,
+    );
+  });
+
   it("shows in --print-config the store it takes when --store is left out", async () => {
     const local = await runInProcess(program, ["--print-config"], {
       BUILDPOD_LIFECYCLE_DIR: lifecycle,

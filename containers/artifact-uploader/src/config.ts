@@ -1,5 +1,14 @@
 import { storeOptions } from "@buildpod/artifact-store";
-import { duration, type Options, option, z } from "@buildpod/config";
+import {
+  describeSource,
+  duration,
+  envName,
+  flagName,
+  type Options,
+  option,
+  type Source,
+  z,
+} from "@buildpod/config";
 
 /**
  * Left out by default: editor swap and backup files, temp and partial downloads, and the
@@ -97,3 +106,15 @@ export const options = {
     metavar: "DURATION",
   }),
 } satisfies Options;
+
+/**
+ * For the error of a file too big for one request while multipart uploads are off: what turned
+ * them off (`source`, the noMultipart option's) and the flag and env var that turn them back on.
+ */
+export function noMultipartHint(source?: Source): string {
+  const spec = options.noMultipart;
+  const flag = `--${flagName("noMultipart", spec)}`;
+  const env = envName("noMultipart", spec, "ARTIFACT_UPLOADER");
+  const by = source && source.kind !== "default" ? `set by ${describeSource(source)}: ` : "";
+  return `${by}give ${flag}=false or ${env}=false to turn them back on, or split the file`;
+}

@@ -19,7 +19,7 @@ import {
 } from "@buildpod/runtime";
 import { CompletionWatcher, type VolumeWatchWarning } from "@buildpod/volume-watch";
 import { Counter, Gauge } from "prom-client";
-import { options } from "./config.ts";
+import { noMultipartHint, options } from "./config.ts";
 import { sweep } from "./sweep.ts";
 import { Uploader, type UploaderEvent, type UploaderReport } from "./uploader.ts";
 
@@ -152,6 +152,7 @@ async function openStore(ctx: RunContext<Config>) {
     timeoutMs: config.requestTimeout,
     concurrency: config.concurrency,
     multipart: !config.noMultipart,
+    noMultipartHint: noMultipartHint(ctx.sources.noMultipart),
     userAgent: "buildpod-artifact-uploader",
     onRetry: ({ attempt, delayMs, err }) =>
       ctx.logger.warn({ attempt, delay_ms: delayMs, err }, "request failed, retrying"),

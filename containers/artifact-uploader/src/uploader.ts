@@ -32,9 +32,12 @@ export interface UploaderReport {
   reuploaded: string[];
   /** Files never uploaded: still queued, in flight or failing when the drain ended. */
   leftOver: string[];
-  /** Files refused for good (not a regular file below the root, too large, a 4xx). */
+  /**
+   * Files refused for good (not a regular file below the root, too large, a 4xx), each once
+   * with its latest error; a file whose later version uploaded is not listed.
+   */
   refused: { path: string; error: string }[];
-  /** Files that were seen but deleted before they could be read. */
+  /** Files that were seen (or queued) but deleted before they could be read. */
   vanished: number;
 }
 
@@ -59,6 +62,8 @@ export class Uploader {
   private readonly uploaded = new Map<string, FileInfo>();
   /** Changed after upload; uploaded again at the drain. */
   private readonly changed = new Map<string, FileInfo>();
+  /** Refused paths and why (the latest refusal); a path whose later version uploaded leaves. */
+  private readonly refused = new Map<string, string>();
   private readonly report: UploaderReport = {
     uploaded: 0,
     bytes: 0,
@@ -126,13 +131,15 @@ export class Uploader {
    * it is listed as refused, once per path.
    */
   refuse(path: string, why: string): void {
-    if (this.report.refused.some((r) => r.path === path)) return;
-    this.report.refused.push({ path, error: why });
+    if (!this.refused.has(path)) this.refused.set(path, why);
   }
 
-  /** A file was deleted: it no longer needs uploading. */
+  /** A file was deleted: it no longer needs uploading. One still queued has vanished. */
   forget(path: string): void {
-    this.queue.delete(path);
+    if (this.queue.delete(path)) {
+      this.report.vanished++;
+      this.o.onEvent?.({ type: "vanished", path });
+    }
     this.changed.delete(path);
   }
 
@@ -174,6 +181,7 @@ export class Uploader {
     clearImmediate(this.pumpSoon);
 
     this.report.leftOver = [...new Set([...this.queue.keys(), ...this.inFlight.keys()])].sort();
+    this.report.refused = [...this.refused].map(([path, error]) => ({ path, error }));
     return this.report;
   }
 
@@ -277,7 +285,7 @@ export class Uploader {
         this.report.vanished++;
         this.o.onEvent?.({ type: "vanished", path: q.file.path });
       } else if (code === "EOUTSIDEROOT" || code === "ENOTREGULAR" || code === "ELOOP") {
-        this.report.refused.push({ path: q.file.path, error: (err as Error).message });
+        this.refused.set(q.file.path, (err as Error).message);
         this.o.onEvent?.({ type: "refused", path: q.file.path, err: err as Error });
       } else {
         this.fail(q, err as Error, true);
@@ -292,12 +300,13 @@ export class Uploader {
       // An upload cut short by the drain deadline is left over, not refused.
       if (r.retryable || this.stop.signal.aborted) this.fail(p.q, r.error, true);
       else {
-        this.report.refused.push({ path, error: r.error.message });
+        this.refused.set(path, r.error.message);
         this.o.onEvent?.({ type: "refused", path, err: r.error });
       }
       return;
     }
     this.uploaded.set(path, p.info);
+    this.refused.delete(path);
     this.report.uploaded++;
     this.report.bytes += r.bytes;
     if (p.q.reupload) this.report.reuploaded.push(path);
@@ -316,7 +325,7 @@ export class Uploader {
     const willRetry = retryable && !this.stop.signal.aborted;
     this.o.onEvent?.({ type: "failed", path, err, willRetry });
     if (!retryable) {
-      this.report.refused.push({ path, error: err.message });
+      this.refused.set(path, err.message);
       return;
     }
     const file = this.newer.get(path) ?? q.file;

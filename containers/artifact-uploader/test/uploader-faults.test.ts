@@ -3,6 +3,8 @@ import { mkdir, readdir, readFile, truncate, writeFile } from "node:fs/promises"
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
+import { noMultipartHint, program } from "@buildpod/artifact-uploader";
+import { runInProcess } from "@buildpod/runtime/testing";
 import { describe, expect, it } from "vitest";
 import { startUploader, waitFor, withFakeBuildkite, workspace } from "./helpers.ts";
 
@@ -38,6 +40,41 @@ describe("artifact-uploader when things fail", () => {
     expect(r.code).toBe(2);
     expect(String(r.summary.error)).toMatch(/no job token; set BUILDKITE_AGENT_ACCESS_TOKEN/);
     expect(t.bk.requests.length).toBe(before);
+  });
+
+  it("names the option and its source when --store is no store, before any work", async () => {
+    const ws = await workspace(t.base);
+    const before = t.bk.requests.length;
+    const bad = startUploader(t.bk, ws, { args: ["--store", "s3:foo"] });
+    const r = await bad.running;
+    expect(r.code).toBe(2);
+    expect(String(r.summary.error)).toContain(
+      'store (flag --store): expected "buildkite" or "dir:PATH", got "s3:foo"',
+    );
+    const empty = await startUploader(t.bk, ws, { env: { ARTIFACT_UPLOADER_STORE: "dir:" } })
+      .running;
+    expect(empty.code).toBe(2);
+    expect(String(empty.summary.error)).toContain("store (env ARTIFACT_UPLOADER_STORE): expected");
+    expect(t.bk.requests.length).toBe(before);
+  });
+
+  it("names what turned multipart off, and the flag and env var that turn it back on", async () => {
+    const env = { name: "BUILDKITE_NO_MULTIPART_ARTIFACT_UPLOAD", kind: "env" } as const;
+    const hint = noMultipartHint(env);
+    expect(hint).toBe(
+      "set by env BUILDKITE_NO_MULTIPART_ARTIFACT_UPLOAD: give --no-multipart=false or " +
+        "ARTIFACT_UPLOADER_NO_MULTIPART=false to turn them back on, or split the file",
+    );
+    // The names are the README's, and what the hint says to give does turn parts back on.
+    const readme = await readFile(path.join(import.meta.dirname, "../README.md"), "utf8");
+    expect(readme).toMatch(/`--no-multipart` +\| `ARTIFACT_UPLOADER_NO_MULTIPART`/);
+    for (const [args, extra] of [
+      [["--no-multipart=false"], { ARTIFACT_UPLOADER_NO_MULTIPART: "true" }],
+      [[], { ARTIFACT_UPLOADER_NO_MULTIPART: "false", [env.name]: "true" }],
+    ] as const) {
+      const r = await runInProcess(program, ["--print-config", ...args], extra);
+      expect(JSON.parse(r.text)).toMatchObject({ noMultipart: false });
+    }
   });
 
   it("refuses a dir: store inside the root before any work, instead of uploading its copies", async () => {

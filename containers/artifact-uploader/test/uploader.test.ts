@@ -3,9 +3,9 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { appendFile, mkdir, readFile, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { DirStore } from "@buildpod/artifact-store";
+import { type ArtifactStore, DirStore, type UploadSource } from "@buildpod/artifact-store";
 import { Uploader, type UploaderEvent } from "@buildpod/artifact-uploader";
-import { walkAll } from "@buildpod/volume-watch";
+import { type FileInfo, walkAll } from "@buildpod/volume-watch";
 import { describe, expect, it } from "vitest";
 import { startUploader, waitFor, withFakeBuildkite, workspace } from "./helpers.ts";
 
@@ -112,5 +112,76 @@ describe("Uploader (the queue on its own)", () => {
     expect(report).toMatchObject({ uploaded: 1, vanished: 1, leftOver: [], refused: [] });
     expect(events.map((e) => e.type).sort()).toEqual(["uploaded", "vanished"]);
     expect(await readFile(path.join(ws.dir, "store", "kept.txt"), "utf8")).toBe("kept");
+  });
+
+  /** A store that refuses each upload of a file (a 4xx) while `refuse` says so. */
+  function refusingStore(refuse: (f: UploadSource) => boolean): ArtifactStore {
+    return {
+      name: "refusing",
+      uploadBatch: async (files) =>
+        files.map((f) =>
+          refuse(f)
+            ? { path: f.path, ok: false, retryable: false, error: new Error(`no ${f.size}`) }
+            : { path: f.path, ok: true, artifactId: f.path, bytes: f.size },
+        ),
+      search: async () => [],
+      open: async () => {
+        throw new Error("not used");
+      },
+      close: async () => {},
+    };
+  }
+
+  async function settle(uploader: Uploader, file: FileInfo) {
+    uploader.enqueue(file);
+    await waitFor("the upload to settle", () => uploader.pending === 0);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+
+  it("lists a refused path once, and not at all once a later version uploaded", async () => {
+    const ws = await workspace(t.base);
+    const file = path.join(ws.root, "r.txt");
+    const options = { root: ws.root, batchSize: 30, batches: 1, retryDelayMs: 100 };
+    // Refused in every state: listed once, with the latest error.
+    const always = new Uploader({ ...options, store: refusingStore(() => true) });
+    for (const content of ["one", "three", "fiver"]) {
+      await writeFile(file, content);
+      const [seen] = await walkAll({ root: ws.root });
+      await settle(always, seen as FileInfo);
+    }
+    const refused = await always.drain([], AbortSignal.timeout(30_000));
+    expect(refused.refused).toEqual([{ path: "r.txt", error: "no 5" }]);
+
+    // Refused while small, uploaded once it grew: not refused in the end, so no exit 4.
+    const later = new Uploader({ ...options, store: refusingStore((f) => f.size < 4) });
+    await writeFile(file, "abc");
+    await settle(later, (await walkAll({ root: ws.root }))[0] as FileInfo);
+    await writeFile(file, "abcdef");
+    const [grown] = await walkAll({ root: ws.root });
+    const report = await later.drain([grown as FileInfo], AbortSignal.timeout(30_000));
+    expect(report).toMatchObject({ uploaded: 1, refused: [], leftOver: [] });
+  });
+
+  it("counts a queued file deleted before its upload as vanished", async () => {
+    const ws = await workspace(t.base);
+    await writeFile(path.join(ws.root, "gone.txt"), "gone");
+    const [seen] = await walkAll({ root: ws.root });
+    const events: UploaderEvent[] = [];
+    const uploader = new Uploader({
+      store: refusingStore(() => false),
+      root: ws.root,
+      batchSize: 30,
+      batches: 1,
+      retryDelayMs: 100,
+      onEvent: (e) => events.push(e),
+    });
+    // Queued, then deleted before its batch started (in the same turn, so that no batch takes
+    // it first): the watcher's unlink event reaches `forget`.
+    await unlink(path.join(ws.root, "gone.txt"));
+    uploader.enqueue(seen as FileInfo);
+    uploader.forget("gone.txt");
+    const report = await uploader.drain([], AbortSignal.timeout(30_000));
+    expect(report).toMatchObject({ uploaded: 0, vanished: 1, leftOver: [], refused: [] });
+    expect(events).toEqual([{ type: "vanished", path: "gone.txt" }]);
   });
 });

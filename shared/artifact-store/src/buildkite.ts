@@ -41,6 +41,12 @@ export interface BuildkiteStoreOptions {
   multipart?: boolean;
   /** Largest file sent as one form request. Default 5 GiB. */
   singleUploadLimit?: number;
+  /**
+   * What to do about a file above `singleUploadLimit` while `multipart` is off, for its error:
+   * how the program's user turns parts back on. Default "turn multipart uploads on or split
+   * the file".
+   */
+  noMultipartHint?: string;
   userAgent?: string;
 }
 
@@ -99,6 +105,7 @@ export class BuildkiteStore implements ArtifactStore {
       partConcurrency: 4,
       multipart: true,
       singleUploadLimit: SINGLE_UPLOAD_LIMIT,
+      noMultipartHint: "turn multipart uploads on or split the file",
       userAgent: "buildpod-artifact-store",
       ...definedOnly(options),
       token: options.token,
@@ -127,7 +134,12 @@ export class BuildkiteStore implements ArtifactStore {
       path: f.path,
       ok: false,
       retryable: false,
-      error: tooBigError(f, this.o.singleUploadLimit, "multipart uploads are turned off"),
+      error: tooBigError(
+        f,
+        this.o.singleUploadLimit,
+        "multipart uploads are turned off",
+        this.o.noMultipartHint,
+      ),
     }));
     const sendable = files.filter((f) => !tooBig(f));
     if (sendable.length === 0) return results;
@@ -209,7 +221,8 @@ export class BuildkiteStore implements ArtifactStore {
         return { result: { path: file.path, ok: true, artifactId: id, bytes: file.size }, update };
       }
       if (file.size > this.o.singleUploadLimit) {
-        throw tooBigError(file, this.o.singleUploadLimit, "the server offered no multipart upload");
+        const why = "the server offered no multipart upload";
+        throw tooBigError(file, this.o.singleUploadLimit, why, "split the file");
       }
       await this.uploadForm(file, instructions, signal);
       return {
@@ -414,10 +427,10 @@ function failed(path: string, err: unknown, artifactId?: string): UploadResult {
   return { path, ok: false, artifactId, error, retryable };
 }
 
-function tooBigError(file: UploadSource, limit: number, why: string): StoreError {
+function tooBigError(file: UploadSource, limit: number, why: string, hint: string): StoreError {
   return new StoreError(
     "ARTIFACT_STORE_TOO_LARGE",
-    `could not upload ${file.path}: it is ${file.size} bytes, above the single-request limit of ${limit} bytes, and ${why}; turn multipart uploads on or split the file`,
+    `could not upload ${file.path}: it is ${file.size} bytes, above the single-request limit of ${limit} bytes, and ${why}; ${hint}`,
   );
 }
 

@@ -15,6 +15,8 @@ export interface StoreConfig {
   timeoutMs: number;
   concurrency?: number;
   multipart?: boolean;
+  /** How to turn multipart uploads back on, for a file too big without them. */
+  noMultipartHint?: string;
   retry?: RetryPolicy;
   userAgent: string;
   onRetry?: (info: { attempt: number; delayMs: number; err: unknown }) => void;
@@ -45,6 +47,7 @@ export async function storeFromConfig(
     timeoutMs: c.timeoutMs,
     concurrency: c.concurrency,
     multipart: c.multipart,
+    noMultipartHint: c.noMultipartHint,
     retry: c.retry,
     userAgent: c.userAgent,
     onRetry: c.onRetry,

@@ -1,4 +1,5 @@
 import { option, z } from "@buildpod/config";
+import { isStoreSpec } from "./select.ts";
 
 /**
  * The options naming the store and how to reach it, shared by both artifact containers and
@@ -7,7 +8,8 @@ import { option, z } from "@buildpod/config";
 export function storeOptions(direction: "go" | "come from") {
   return {
     store: option({
-      schema: z.string().min(1).optional(),
+      // Checked with the other options, so that a bad value names its flag, env var or line.
+      schema: z.string().min(1).refine(isStoreSpec, '"buildkite" or "dir:PATH"').optional(),
       description: `where artifacts ${direction}: "buildkite" or "dir:PATH"; default buildkite when a token or endpoint is set, else dir:<lifecycle dir>/artifact-store`,
       metavar: "STORE",
     }),

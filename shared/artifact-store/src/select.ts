@@ -8,14 +8,21 @@ import type { ArtifactStore } from "./types.ts";
 /** `--store buildkite` or `--store dir:PATH`, parsed. */
 export type StoreSpec = { kind: "buildkite" } | { kind: "dir"; root: string };
 
+/** Whether `value` is a `--store` value `parseStoreSpec` takes: "buildkite" or "dir:PATH". */
+export function isStoreSpec(value: string): boolean {
+  return value === "buildkite" || (value.startsWith("dir:") && value.length > 4);
+}
+
 /** Parses a `--store` value; throws a StoreError naming the value and the accepted forms. */
 export function parseStoreSpec(value: string): StoreSpec {
+  if (!isStoreSpec(value)) {
+    throw new StoreError(
+      "ARTIFACT_STORE_BAD_SPEC",
+      `could not use store ${JSON.stringify(value)}: expected "buildkite" or "dir:PATH"`,
+    );
+  }
   if (value === "buildkite") return { kind: "buildkite" };
-  if (value.startsWith("dir:") && value.length > 4) return { kind: "dir", root: value.slice(4) };
-  throw new StoreError(
-    "ARTIFACT_STORE_BAD_SPEC",
-    `could not use store ${JSON.stringify(value)}: expected "buildkite" or "dir:PATH"`,
-  );
+  return { kind: "dir", root: value.slice(4) };
 }
 
 /** Where a job token may come from, first match wins. */

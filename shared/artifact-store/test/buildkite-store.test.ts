@@ -14,11 +14,15 @@ import {
   parseStoreSpec,
   readRange,
   resolveToken,
+  SINGLE_UPLOAD_LIMIT,
   STREAM_CHUNK,
   StoreError,
   splitRanges,
+  storeFromConfig,
+  storeOptions,
   type UploadSource,
 } from "@buildpod/artifact-store";
+import { ConfigError, loadConfig } from "@buildpod/config";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
 
@@ -149,6 +153,23 @@ describe("buildkite store against the fake agent API", () => {
       expect(tooBig.retryable).toBe(false);
       expect(tooBig.error.message).toMatch(/5 bytes, above the single-request limit of 3 bytes/);
     }
+    // The program says how its users turn parts back on; the store cannot know its flags.
+    const { store: hinted } = await storeFromConfig({
+      endpoint: bk.endpoint,
+      token: bk.token,
+      jobId: bk.jobId,
+      lifecycleDir: "/nonexistent",
+      timeoutMs: 1_000,
+      userAgent: "test",
+      multipart: false,
+      noMultipartHint: "give --parts to turn them back on, or split the file",
+    });
+    const huge = { ...source("huge.bin", ""), size: SINGLE_UPLOAD_LIMIT + 1 };
+    const [refused] = await hinted.uploadBatch([huge]);
+    await hinted.close();
+    expect(refused?.ok === false && refused.error.message).toMatch(
+      /and multipart uploads are turned off; give --parts to turn them back on, or split the file$/,
+    );
     // Parts are on, but the server offers none for a file this small: still refused, clearly.
     const offered = new BuildkiteStore({
       endpoint: bk.endpoint,
@@ -158,7 +179,9 @@ describe("buildkite store against the fake agent API", () => {
     });
     const [noOffer] = await offered.uploadBatch([source("five-b.txt", "12345")]);
     await offered.close();
-    expect(noOffer?.ok === false && noOffer.error.message).toMatch(/offered no multipart upload/);
+    expect(noOffer?.ok === false && noOffer.error.message).toMatch(
+      /the server offered no multipart upload; split the file$/,
+    );
     expect(bk.artifacts.find((a) => a.path === "five-b.txt")?.state).toBe("error");
   });
 
@@ -208,6 +231,28 @@ describe("dir store and store selection", () => {
     expect(parseStoreSpec("buildkite")).toEqual({ kind: "buildkite" });
     expect(parseStoreSpec("dir:/x")).toEqual({ kind: "dir", root: "/x" });
     expect(() => parseStoreSpec("s3://b")).toThrow(/expected "buildkite" or "dir:PATH"/);
+  });
+
+  it("names the option and where it came from when --store is no store", () => {
+    const load = (argv: string[], env: Record<string, string> = {}) =>
+      loadConfig(storeOptions("go"), { argv, env, envPrefix: "T" });
+    const problem = (argv: string[], env?: Record<string, string>) => {
+      try {
+        load(argv, env);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as ConfigError).message;
+      }
+      throw new Error("expected a ConfigError");
+    };
+    expect(problem(["--store", "s3:foo"])).toContain(
+      'store (flag --store): expected "buildkite" or "dir:PATH", got "s3:foo"',
+    );
+    expect(problem([], { T_STORE: "dir:" })).toContain(
+      'store (env T_STORE): expected "buildkite" or "dir:PATH", got "dir:"',
+    );
+    expect(load(["--store", "dir:/x"]).config.store).toBe("dir:/x");
+    expect(load([], { T_STORE: "buildkite" }).config.store).toBe("buildkite");
   });
 
   it("finds the token in the value, the file, then the lifecycle dir", async () => {

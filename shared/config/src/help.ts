@@ -5,6 +5,8 @@ import { envName, flagName, type OptionSpec, type Options } from "./option.ts";
 export interface OptionRow {
   flag: string;
   env: string[];
+  /** The env vars in `env` that hold a secret itself rather than its file's path. */
+  secretEnv: string[];
   fileKey?: string;
   default?: string;
   required: boolean;
@@ -19,6 +21,7 @@ export function optionRows(options: Options, envPrefix: string): OptionRow[] {
     return {
       flag: spec.secret ? `--${flag}-file FILE` : `--${flag}${metavar(spec)}`,
       env: [...(env ? [spec.secret ? `${env}_FILE` : env] : []), ...(spec.aliases ?? [])],
+      secretEnv: spec.secret ? (spec.aliases ?? []) : [],
       fileKey: spec.flagOnly ? undefined : spec.secret ? `${key}File` : key,
       default: def === undefined ? undefined : JSON.stringify(def),
       required: !spec.schema.safeParse(undefined).success,
@@ -35,6 +38,11 @@ function metavar(spec: OptionSpec): string {
   return " VALUE";
 }
 
+/** An env var as the tables show it; one holding a secret itself (not a file) says so. */
+function envLabel(row: OptionRow, name: string, show = (s: string) => s): string {
+  return row.secretEnv.includes(name) ? `${show(name)} (the secret itself)` : show(name);
+}
+
 /** The flags section of `--help`: flag, then description with env var and default. */
 export function renderOptions(options: Options, envPrefix: string): string {
   const rows = optionRows(options, envPrefix);
@@ -42,7 +50,7 @@ export function renderOptions(options: Options, envPrefix: string): string {
   return rows
     .map((row) => {
       const facts = [
-        row.env.length > 0 ? `env ${row.env.join(", ")}` : undefined,
+        row.env.length > 0 ? `env ${row.env.map((e) => envLabel(row, e)).join(", ")}` : undefined,
         row.required
           ? "required"
           : row.default !== undefined
@@ -64,7 +72,7 @@ export function optionsMarkdown(options: Options, envPrefix: string): string {
   const code = (s: string) => `\`${cell(s)}\``;
   const rows = optionRows(options, envPrefix).map((row) => [
     code(row.flag),
-    row.env.map(code).join(", "),
+    row.env.map((e) => envLabel(row, e, code)).join(", "),
     row.fileKey ? code(row.fileKey) : "",
     row.required ? "required" : row.default !== undefined ? code(row.default) : "",
     cell(row.description),

@@ -10,6 +10,7 @@ import {
   option,
   optionsMarkdown,
   printable,
+  renderOptions,
   z,
 } from "@buildpod/config";
 import { describe, expect, it } from "vitest";
@@ -329,7 +330,7 @@ describe("values", () => {
     expect(rows).toContainEqual([
       "",
       "`--token-file FILE`",
-      "`T_TOKEN_FILE`, `API_TOKEN`",
+      "`T_TOKEN_FILE`, `API_TOKEN` (the secret itself)",
       "`tokenFile`",
       "",
       "API token",
@@ -346,5 +347,12 @@ describe("values", () => {
     ]);
     // Columns are padded, as Markdown formatters leave them, so a formatter changes nothing.
     expect(new Set(table.split("\n").map((line) => line.length)).size).toBe(1);
+  });
+
+  it("says in --help that a secret's alias env var holds the secret, not a file path", () => {
+    const help = renderOptions(options, "T");
+    expect(help).toContain("[env T_TOKEN_FILE, API_TOKEN (the secret itself)]");
+    // Other aliases are plain names: they hold the option's value as any env var does.
+    expect(help).toContain("[env T_REPO, BUILDKITE_REPO; required]");
   });
 });
