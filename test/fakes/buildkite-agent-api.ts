@@ -920,3 +920,25 @@ function closeServer(server: http.Server | undefined): Promise<void> {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
+
+/**
+ * An agent API that refuses every token with a 401 whose message quotes the token back, as a
+ * careless server (or proxy) might: for the tests that no secret reaches a log line or a
+ * summary even when a server repeats it. `endpoint` is the `/v3` base URL.
+ */
+export async function startTokenEcho(): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    const message = `token ${String(req.headers.authorization).slice("Token ".length)} is not valid`;
+    res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ message }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}/v3`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,14 +1,16 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { IN_MEMORY_LIMIT, program, targetPath } from "@buildpod/artifact-downloader";
 import { runInProcess } from "@buildpod/runtime/testing";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type FakeBuildkite, startFakeBuildkite } from "../../../test/fakes/buildkite-agent-api.ts";
+import {
+  type FakeBuildkite,
+  startFakeBuildkite,
+  startTokenEcho,
+} from "../../../test/fakes/buildkite-agent-api.ts";
 
 let bk: FakeBuildkite;
 let work: string;
@@ -298,25 +300,18 @@ describe("artifact-downloader, found, destination and token", () => {
     const token = "bkaj_from-the-lifecycle-dir";
     await mkdir(path.join(lifecycle, "env"), { recursive: true });
     await writeFile(path.join(lifecycle, "env", "token"), `${token}\n`);
-    const echo = http.createServer((req, res) => {
-      req.resume();
-      const message = `token ${String(req.headers.authorization).slice(6)} is not valid`;
-      res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ message }));
-    });
-    await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve));
-    const { port } = echo.address() as AddressInfo;
+    const echo = await startTokenEcho();
     try {
       const r = await runInProcess(program, ["--query", "x/*", "--dest", dest], {
         ...jobEnv(),
-        BUILDKITE_AGENT_ENDPOINT: `http://127.0.0.1:${port}/v3`,
+        BUILDKITE_AGENT_ENDPOINT: echo.endpoint,
         BUILDKITE_AGENT_ACCESS_TOKEN: undefined,
       });
       expect(r.code).toBe(1);
       expect(String(r.summary.error)).toContain("is not valid");
       expect(r.text).not.toContain(token);
     } finally {
-      echo.closeAllConnections();
-      await new Promise((resolve) => echo.close(resolve));
+      await echo.close();
     }
   });
 });

@@ -1,11 +1,10 @@
 import { spawn } from "node:child_process";
 import { mkdir, readdir, readFile, truncate, writeFile } from "node:fs/promises";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { noMultipartHint, program } from "@buildpod/artifact-uploader";
 import { runInProcess } from "@buildpod/runtime/testing";
 import { describe, expect, it } from "vitest";
+import { startTokenEcho } from "../../../test/fakes/buildkite-agent-api.ts";
 import { startUploader, waitFor, withFakeBuildkite, workspace } from "./helpers.ts";
 
 const t = withFakeBuildkite();
@@ -97,17 +96,11 @@ describe("artifact-uploader when things fail", () => {
     await mkdir(path.join(ws.lifecycle, "env"));
     await writeFile(path.join(ws.lifecycle, "env", "token"), `${token}\n`);
     await writeFile(path.join(ws.root, "a.txt"), "a");
-    const echo = http.createServer((req, res) => {
-      req.resume();
-      const message = `token ${String(req.headers.authorization).slice(6)} is not valid`;
-      res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ message }));
-    });
-    await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve));
-    const { port } = echo.address() as AddressInfo;
+    const echo = await startTokenEcho();
     try {
       const up = startUploader(t.bk, ws, {
         env: {
-          BUILDKITE_AGENT_ENDPOINT: `http://127.0.0.1:${port}/v3`,
+          BUILDKITE_AGENT_ENDPOINT: echo.endpoint,
           BUILDKITE_AGENT_ACCESS_TOKEN: undefined,
         },
       });
@@ -116,8 +109,7 @@ describe("artifact-uploader when things fail", () => {
       expect(JSON.stringify(r.summary.refused)).toContain("is not valid");
       expect(r.text).not.toContain(token);
     } finally {
-      echo.closeAllConnections();
-      await new Promise((resolve) => echo.close(resolve));
+      await echo.close();
     }
   });
 
