@@ -20,7 +20,10 @@ describe("a command left waiting on nothing", () => {
 
   it("ends as an internal error with its summary, not as a silent success", async () => {
     await writeFile(join(dir, "workload-finished"), "0\n");
-    const child = new Child(STALLED, [], { BUILDPOD_LIFECYCLE_DIR: dir });
+    const child = new Child(STALLED, ["stall"], {
+      BUILDPOD_LIFECYCLE_DIR: dir,
+      BUILDPOD_DRAIN_TIMEOUT: "1s",
+    });
     const exited = await child.exited;
 
     expect(exited.code).toBe(ExitCode.INTERNAL);
@@ -31,5 +34,20 @@ describe("a command left waiting on nothing", () => {
       exit_code: ExitCode.INTERNAL,
       summary: { delivered: 1, undelivered: 2 },
     });
+  });
+
+  it("keeps a drain waiting on unref'd back-off timers going until its deadline", async () => {
+    await writeFile(join(dir, "workload-finished"), "0\n");
+    const started = Date.now();
+    const child = new Child(STALLED, ["retry"], {
+      BUILDPOD_LIFECYCLE_DIR: dir,
+      BUILDPOD_DRAIN_TIMEOUT: "1s",
+    });
+    const exited = await child.exited;
+
+    expect(exited.code).toBe(ExitCode.INCOMPLETE);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+    const summary = child.events.find((e) => e.msg === "summary")?.summary;
+    expect(summary?.attempts).toBeGreaterThan(5);
   });
 });

@@ -121,8 +121,10 @@ class SidecarLifecycle implements Lifecycle {
       `drain deadline reached ${this.#opts.drainTimeoutMs} ms after the workload finished`,
       "TimeoutError",
     );
+    // Not unref'd: until its deadline the drain is the sidecar's work, and it may be waiting on
+    // nothing but a retry's back-off, which a library's timer may not keep alive by itself.
+    // close() clears it, and the program exits with process.exit, so it never delays an exit.
     this.#drainTimer = setTimeout(() => this.#drain.abort(deadline), this.#opts.drainTimeoutMs);
-    this.#drainTimer.unref();
     this.#stopDetectors().catch((err: unknown) => {
       this.#logger.warn({ err }, "could not stop the pod watch cleanly");
     });
