@@ -71,6 +71,8 @@ export function loadConfig<O extends Options>(options: O, input: LoadInput): Loa
     }
     const result = spec.schema.safeParse(value);
     if (result.success) {
+      // A URL's password is a secret wherever it is given (`https://user:pw@host/repo.git`).
+      secrets.push(...urlPasswords(result.data));
       config[key] = result.data;
       sources[key] = raw?.source ?? { kind: "default", name: "default" };
       continue;
@@ -401,6 +403,25 @@ export function printable<O extends Options>(
 
 // `scheme://user:password@host`: the password part, wherever a URL carries one.
 const URL_PASSWORD = /\b([a-z][a-z0-9+.-]*:\/\/[^/@\s:]*):[^/@\s]*@/gi;
+
+/** The passwords of the URLs in a value, as written and percent-decoded. */
+function urlPasswords(value: unknown): string[] {
+  if (typeof value === "string") {
+    return [...value.matchAll(URL_PASSWORD)].flatMap((m) => {
+      const password = m[0].slice(m[1]?.length ?? 0).slice(1, -1);
+      let decoded = password;
+      try {
+        decoded = decodeURIComponent(password);
+      } catch {
+        // not percent-encoded
+      }
+      return decoded === password ? [password] : [password, decoded];
+    });
+  }
+  if (Array.isArray(value)) return value.flatMap(urlPasswords);
+  if (value && typeof value === "object") return Object.values(value).flatMap(urlPasswords);
+  return [];
+}
 
 /** A value with the passwords of any URLs in it replaced, for printing. */
 function withoutUrlPasswords(value: unknown): unknown {

@@ -130,6 +130,16 @@ describe("loadConfig", () => {
     ]);
   });
 
+  it("takes the password of a URL in any option for a secret, as written and decoded", () => {
+    const loaded = loadConfig(options, {
+      argv: ["--repo", "https://ci:p%40ss-word@git.example.com/app.git"],
+      env: {},
+      envPrefix: "T",
+    });
+    expect(loaded.secrets).toEqual(["p%40ss-word", "p@ss-word"]);
+    expect(JSON.stringify(printable(options, loaded))).not.toContain("ss-word");
+  });
+
   it("reads secrets only from files or aliases and never shows them", () => {
     const secretFile = tempFile("token", "s3cr3t-value\n");
     const loaded = loadConfig(options, {
