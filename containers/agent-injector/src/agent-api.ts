@@ -31,11 +31,19 @@ export class AgentApiError extends InjectorError {
     message: string,
     opts: { status?: number; retryable: boolean; cause?: unknown },
   ) {
-    super(reason, message, { cause: opts.cause });
+    super(reason, withoutUrlPasswords(message), { cause: opts.cause });
     this.name = "AgentApiError";
     this.status = opts.status;
     this.retryable = opts.retryable;
   }
+}
+
+/**
+ * The messages name the request URL; an endpoint given as `https://user:password@host/v3` must
+ * not put its password into a log line or the status file.
+ */
+function withoutUrlPasswords(text: string): string {
+  return text.replace(/(:\/\/[^/@:\s]*):[^/@\s]*@/g, "$1:[redacted]@");
 }
 
 /**

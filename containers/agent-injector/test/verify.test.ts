@@ -112,6 +112,29 @@ describe("verifyToken", () => {
   });
 });
 
+describe("an endpoint with credentials in its URL", () => {
+  it("never puts the password into an error message", async () => {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((r) => server.close(r));
+    const closed = new AgentApi({
+      endpoint: `http://ci:endpoint-s3cret@127.0.0.1:${port}/v3`,
+      token: "t",
+      requestTimeoutMs: 1000,
+    });
+    apis.push(closed);
+    const err = await verifyToken({
+      api: closed,
+      jobId: "j",
+      retryForMs: 100,
+      initialBackoffMs: 50,
+    }).catch((e: Error) => e);
+    expect((err as Error).message).toContain(`http://ci:[redacted]@127.0.0.1:${port}/v3/jobs/j`);
+    expect((err as Error).message).not.toContain("endpoint-s3cret");
+  });
+});
+
 describe("waitForCancel", () => {
   it("resolves with the state once the job is canceling, polling until then", async () => {
     const job = bk.addJob({ id: "cancel-me", buildId: bk.buildId });

@@ -87,8 +87,8 @@ export class DatadogForwarder extends EventEmitter<ForwarderEvents> {
       const result = await this.cycle(AbortSignal.any([signal, this.stop.signal]));
       if (result.failed === 0) return true;
       if (signal.aborted) return false;
-      await new Promise((r) => setTimeout(r, retryMs).unref());
-      if (signal.aborted) return false;
+      // Not unref'd: this wait may be all that keeps the drain alive until its deadline.
+      if (!(await sleepUnlessAborted(retryMs, signal))) return false;
     }
   }
 
@@ -154,4 +154,20 @@ export class DatadogForwarder extends EventEmitter<ForwarderEvents> {
   get undelivered(): number {
     return this.pendingUndelivered;
   }
+}
+
+/** Waits `ms`, or less when `signal` aborts first; false when it did. */
+function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }

@@ -70,7 +70,11 @@ export function formatProblem(p: ParseProblem): string {
 
 /** Parses a number the way Go's ParseFloat accepts it in the text format. */
 export function parseFloatStrict(text: string): number | undefined {
-  if (DECIMAL.test(text)) return Number(text);
+  // Go's ParseFloat refuses a decimal beyond the float64 range (ErrRange) rather than give ±Inf.
+  if (DECIMAL.test(text)) {
+    const value = Number(text);
+    return Number.isFinite(value) ? value : undefined;
+  }
   if (INFINITY.test(text)) return text.startsWith("-") ? -Infinity : Infinity;
   if (/^nan$/i.test(text)) return Number.NaN;
   return undefined;
@@ -94,6 +98,9 @@ export function seriesOf(name: string, labels: string[]): string {
 }
 
 class LineError extends Error {}
+
+const TRAILING_BLANKS =
+  "the line ends in a space or tab, which the Pushgateway and node_exporter refuse; remove it";
 
 const isBlank = (c: number) => c === 0x20 || c === 0x09;
 const EMPTY: string[] = [];
@@ -198,7 +205,7 @@ class Parser {
       family.help = unescapeHelp(arg);
       return;
     }
-    const type = arg.trimEnd();
+    const type = arg;
     if (!(METRIC_TYPES as readonly string[]).includes(type)) {
       throw new LineError(
         `unknown type "${type}"; expected one of ${METRIC_TYPES.join(", ")} (format 0.0.4)`,
@@ -250,10 +257,17 @@ class Parser {
     const valueText = line.slice(i, valueEnd);
     const value = parseFloatStrict(valueText);
     if (value === undefined) {
-      throw new LineError(`"${valueText}" is not a number; expected a float, NaN, +Inf or -Inf`);
+      throw new LineError(
+        DECIMAL.test(valueText)
+          ? `"${valueText}" is beyond the range of a float64; write +Inf or -Inf for infinity`
+          : `"${valueText}" is not a number; expected a float, NaN, +Inf or -Inf`,
+      );
     }
     let timestampMs: number | undefined;
     i = skipBlanks(line, valueEnd);
+    // Go's text parser (Pushgateway, node_exporter, promtool) reads a blank after the value as
+    // the start of a timestamp, and refuses any blank after the timestamp.
+    if (i === line.length && valueEnd < line.length) throw new LineError(TRAILING_BLANKS);
     if (i < line.length) {
       const tsEnd = tokenEnd(line, i);
       const ts = line.slice(i, tsEnd);
@@ -265,6 +279,7 @@ class Parser {
         const extra = line.slice(rest, tokenEnd(line, rest));
         throw new LineError(`unexpected text after the value and timestamp: "${extra}"`);
       }
+      if (tsEnd < line.length) throw new LineError(TRAILING_BLANKS);
       timestampMs = Number(ts);
       this.timestamps++;
     }

@@ -273,11 +273,12 @@ export class Pusher extends EventEmitter<PusherEvents> {
     }
     if (signal.aborted) return false;
     return new Promise<boolean>((resolve) => {
+      // Not unref'd: in the drain this wait may be all that is left, and an empty event loop
+      // would end the process before the retry; `signal` (stop or the drain's) clears it.
       const timer = setTimeout(() => {
         signal.removeEventListener("abort", onAbort);
         resolve(true);
       }, delay_ms);
-      timer.unref();
       const onAbort = () => {
         clearTimeout(timer);
         resolve(false);

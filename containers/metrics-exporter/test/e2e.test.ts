@@ -130,6 +130,47 @@ describe("metrics-exporter bundle", () => {
     }
   }, 120_000);
 
+  it.each([
+    ["the Pushgateway", "push", ["--push-config", "push.yaml"]],
+    ["the Datadog API", "datadog", ["--datadog", "api", "--datadog-api-key-file", "key"]],
+  ])(
+    "keeps retrying %s until the drain deadline when it refuses connections, then exits 3",
+    async (_, dir, flags) => {
+      const base = join(work, `down-${dir}`);
+      const root = join(base, "metrics");
+      const lifecycle = join(base, "buildpod");
+      const outputDir = dir === "push" ? "prometheus-push" : "datadog";
+      await mkdir(join(root, outputDir), { recursive: true });
+      await mkdir(lifecycle, { recursive: true });
+      await writeFile(join(root, outputDir, "a.prom"), "# TYPE x gauge\nx 1\n");
+      const down = `http://127.0.0.1:${await freePort()}`;
+      await writeFile(join(base, "push.yaml"), `pushgateway:\n  url: ${down}\n  timeout: 1s\n`);
+      await writeFile(join(base, "key"), "e2e-api-key-5678");
+      const args = flags.map((f) => (f.endsWith(".yaml") || f === "key" ? join(base, f) : f));
+      const run = start(
+        [...args, "--datadog-api-url", `${down}/api/v2/series`, "--drain-timeout", "3s"],
+        { METRICS_ROOT: root, BUILDPOD_LIFECYCLE_DIR: lifecycle },
+      );
+      try {
+        await new Promise((r) => setTimeout(r, 1000));
+        const finishedAt = Date.now();
+        await writeFile(join(lifecycle, "workload-finished"), "0\n");
+        expect(await run.exited).toBe(3);
+        const took = Date.now() - finishedAt;
+        expect(took).toBeGreaterThan(2500);
+        expect(took).toBeLessThan(6000);
+        expect(run.out()).not.toContain("internal error");
+        const status = JSON.parse(
+          await readFile(join(lifecycle, "status", "metrics-exporter.json"), "utf8"),
+        );
+        expect(status.exit_reason).toBe("INCOMPLETE");
+      } finally {
+        run.child.kill("SIGKILL");
+      }
+    },
+    60_000,
+  );
+
   it("exits 2 naming every configuration problem", async () => {
     const run = start(["--datadog", "api", "--datadog-dogstatsd-port", "99999"], {
       BUILDPOD_LIFECYCLE_DIR: join(work, "cfg"),

@@ -105,6 +105,14 @@ describe("parseExposition rejects, naming file, line and metric", () => {
       'dir/a.prom:1: metric a: unexpected text after the value and timestamp: "3"',
     ],
     ["a float timestamp", "a 1 2.5\n", 'metric a: "2.5" is not a timestamp'],
+    [
+      "a blank after the value",
+      "a 1 \n",
+      "dir/a.prom:1: metric a: the line ends in a space or tab",
+    ],
+    ["a blank after the timestamp", "a 1 2\t\n", "metric a: the line ends in a space or tab"],
+    ["a value beyond float64", "a 1e400\n", 'metric a: "1e400" is beyond the range of a float64'],
+    ["a TYPE with a blank after it", "# TYPE a gauge \na 1\n", 'metric a: unknown type "gauge "'],
     ["a duplicate label name", 'a{x="1",x="2"} 1\n', "metric a: label x appears twice"],
     ["a reserved label name", 'a{__x="1"} 1\n', "label name __x is reserved"],
     [

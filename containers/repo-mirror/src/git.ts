@@ -36,12 +36,19 @@ export class GitError extends Error {
   readonly stderr: string;
   constructor(args: readonly string[], exitCode: number | null, stderr: string) {
     const tail = stderr.trim().split("\n").slice(-4).join("; ");
-    super(`git ${args[0] ?? ""} exited with ${exitCode}: ${tail || "no output"}`);
+    super(`git ${subcommand(args)} exited with ${exitCode}: ${tail || "no output"}`);
     this.name = "GitError";
     this.args = args;
     this.exitCode = exitCode;
     this.stderr = stderr;
   }
+}
+
+/** The git command a call runs, past its leading `-c name=value` options: "clone", "fetch". */
+function subcommand(args: readonly string[]): string {
+  let i = 0;
+  while (args[i] === "-c") i += 2;
+  return args[i] ?? "";
 }
 
 // Variables that would redirect git to another repository or inject config behind our back.

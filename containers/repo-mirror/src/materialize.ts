@@ -142,7 +142,15 @@ type DestState = "empty" | "same-repo";
 
 /** Creates `dest`, or decides what its current content means (see issue 3, step 5). */
 async function prepareDest(o: CheckoutOptions): Promise<DestState> {
-  await mkdir(o.dest, { recursive: true });
+  await mkdir(o.dest, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "EEXIST" && e.code !== "ENOTDIR") throw e;
+    throw new CheckoutError(
+      "dest-not-empty",
+      `could not check out into ${o.dest}: it (or a directory above it) is a file, not a ` +
+        "directory; remove the file or point --dest elsewhere",
+      { cause: e },
+    );
+  });
   const entries = await readdir(o.dest);
   if (entries.length === 0) return "empty";
   if (entries.includes(".git") && (await holdsRepository(o))) return "same-repo";

@@ -280,6 +280,19 @@ describe("destination", () => {
     expect(existsSync(join(other, "precious.txt"))).toBe(false);
   });
 
+  it("refuses a destination that is a file, saying so, rather than failing as a bug", async () => {
+    const file = dest();
+    mkdirSync(join(file, ".."), { recursive: true });
+    writeFileSync(file, "not a directory");
+    const err = await checkout(url, file, { cache, target: { commit: first } }).catch((e) => e);
+    expect(err).toBeInstanceOf(CheckoutError);
+    expect(err.code).toBe("dest-not-empty");
+    expect(err.message).toBe(
+      `could not check out into ${file}: it (or a directory above it) is a file, not a ` +
+        "directory; remove the file or point --dest elsewhere",
+    );
+  });
+
   it("updates a destination that already holds the repository in place", async () => {
     const d = dest();
     await checkout(url, d, { cache, target: { commit: first } });

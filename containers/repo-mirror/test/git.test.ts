@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { classifyFailure, gitEnv, parseProgress, scrub } from "../src/git.ts";
+import { classifyFailure, GitError, gitEnv, parseProgress, scrub } from "../src/git.ts";
 
 describe("progress lines", () => {
   it.each([
@@ -63,6 +63,15 @@ describe("git's environment", () => {
       delete process.env.GIT_DIR;
       delete process.env.GIT_CONFIG_COUNT;
     }
+  });
+
+  it("names the git command in a failure, not its leading -c options", () => {
+    const err = new GitError(
+      ["-c", "fetch.unpackLimit=1", "clone", "--", "u", "d"],
+      128,
+      "fatal: x",
+    );
+    expect(err.message).toBe("git clone exited with 128: fatal: x");
   });
 
   it("scrubs secrets and URL passwords from text", () => {
