@@ -57,13 +57,24 @@ async function run(ctx: RunContext<Config>) {
 
   // The sink: from the cluster sinks file, or stdout for local runs.
   const sinks = config.sinks ? loadSinksFile(config.sinks, ctx.sources.sinks) : undefined;
-  const chosen = chooseSink(sinks?.file, config.sink);
+  const chosen = chooseSink(sinks?.file, config.sink, ctx.sources.sink);
   if (sinks) checkSinkFiles(sinks, chosen.name, chosen.spec);
+  // The sources before the sink: their configuration errors come before any file is opened.
+  const sources = await buildSources(
+    absolutePaths(config),
+    ctx.env,
+    stateDir,
+    logger,
+    metrics,
+    ctx.sources,
+  );
   // A sink that cannot be reached says so at once, then every UNREACHABLE_WARN_MS at most.
   let warnedAt = Number.NEGATIVE_INFINITY;
   const sink = await createSink(chosen.spec, meta, {
-    retry: ({ attempt, delayMs, err, records }) => {
+    retry: ({ attempt, delayMs, err, records, unreachable }) => {
       metrics.retries.inc();
+      // An unreachable sink was reported as such (at most every UNREACHABLE_WARN_MS).
+      if (unreachable) return;
       logger.warn(
         { err, attempt, delay_ms: delayMs, records, sink: chosen.name },
         "could not deliver a batch; retrying",
@@ -79,7 +90,6 @@ async function run(ctx: RunContext<Config>) {
     },
   });
 
-  const sources = await buildSources(absolutePaths(config), ctx.env, stateDir, logger, metrics);
   if (sources.length === 0) logger.warn({ path: config.logs }, "no sources: nothing to export");
   logger.info(
     { sink: chosen.name, type: chosen.spec.type, sources: sources.map((s) => s.name) },
@@ -121,7 +131,9 @@ async function run(ctx: RunContext<Config>) {
       logger.error({ err, source: s.name }, "could not read a source"),
     ),
   );
-  if (sources.length === 0) channel.close();
+  // Nothing to read, but a sidecar still lives as long as the workload: one that exits at
+  // once is restarted by the kubelet (a native sidecar) or reports success too early.
+  if (sources.length === 0) void ctx.lifecycle.finished.then(() => channel.close());
 
   // The drain: when the workload ends, read every source to its end.
   let finishedDetail: string | undefined;

@@ -10,7 +10,7 @@
 //   429, 5xx  retried alone, with backoff, until the drain deadline
 //   other     rejected for good (400 mapping errors, 404): dead-lettered, never retried
 import { readFileSync } from "node:fs";
-import { Client, type ClientOptions, HttpConnection } from "@elastic/elasticsearch";
+import { Client, type ClientOptions, errors, HttpConnection } from "@elastic/elasticsearch";
 import { ByteWriter } from "../bytes.ts";
 import { DocumentEncoder } from "../document.ts";
 import {
@@ -64,6 +64,8 @@ export class ElasticsearchSink implements Sink {
   readonly #prefixes = new WeakMap<Origin, string>();
   readonly #actionPrefixes = new WeakMap<Origin, Buffer>();
   readonly #writers: ByteWriter[] = [];
+  /** Requests that found no node since the last one that got an answer. */
+  #failures = 0;
 
   constructor(options: ElasticsearchSinkOptions, meta: RecordMeta, events: SinkEvents = {}) {
     this.#options = options;
@@ -188,11 +190,16 @@ export class ElasticsearchSink implements Sink {
     for (let attempt = 1; ; attempt++) {
       let items: BulkItemResult[] | "all-created" | undefined;
       let failure: unknown;
+      let unreachable = false;
       try {
         items = await this.#post(body, pending?.length ?? count, signal);
+        this.#failures = 0;
       } catch (err) {
         if (signal.aborted) throw signal.reason;
-        failure = err;
+        failure = requestError(err);
+        unreachable = err instanceof errors.ConnectionError || err instanceof errors.TimeoutError;
+        if (unreachable) this.#events.unreachable?.({ attempt: ++this.#failures, err: failure });
+        else this.#failures = 0;
       }
 
       if (items === "all-created")
@@ -215,7 +222,7 @@ export class ElasticsearchSink implements Sink {
 
       const records = pending?.length ?? count;
       const delayMs = backoffDelay(attempt, this.#options.retryMinMs, this.#options.retryMaxMs);
-      this.#events.retry?.({ attempt, delayMs, err: failure, records });
+      this.#events.retry?.({ attempt, delayMs, err: failure, records, unreachable });
       await sleep(delayMs, signal);
       if (pending !== undefined) body = this.#body(pending);
     }
@@ -250,6 +257,26 @@ export class ElasticsearchSink implements Sink {
     }
     return items;
   }
+}
+
+/**
+ * A failed request as a short error. The client's own errors carry the request: its whole body
+ * (the job's log lines, as one JSON key per byte) and, on a connection error, the raw request
+ * head with its `authorization` header; logged whole, they would print both.
+ */
+export function requestError(err: unknown): Error {
+  if (err instanceof errors.ResponseError) {
+    const e = (err.body as { error?: { type?: string; reason?: string } } | undefined)?.error;
+    const why =
+      e && typeof e === "object"
+        ? itemReason({ status: err.statusCode ?? 0, error: e })
+        : err.message;
+    return new Error(`_bulk answered ${err.statusCode}: ${why}`);
+  }
+  if (!(err instanceof Error)) return new Error(String(err));
+  const short = new Error(err.message);
+  short.name = err.name;
+  return short;
 }
 
 function itemReason(item: BulkItemResult): string {

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import {
   byteSize,
   ConfigError,
+  didYouMean,
   duration,
   loadDocumentFile,
   type Problem,
@@ -17,9 +18,17 @@ import type { Sink, SinkEvents } from "./sink.ts";
 
 const name = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "lowercase letters, digits, - and _");
 
+// A node URL carries no credentials: they would be printed wherever the URL is.
+const nodeUrl = z
+  .url({ protocol: /^https?$/, error: "an http:// or https:// URL, such as https://host:9200" })
+  .refine((url) => !/^[a-z]+:\/\/[^/?#]*@/i.test(url), {
+    message:
+      "a URL without credentials (user:password@); give them by `username` and `passwordFile`",
+  });
+
 const elasticsearch = z.strictObject({
   type: z.literal("elasticsearch"),
-  nodes: z.array(z.url({ protocol: /^https?$/ })).min(1),
+  nodes: z.array(nodeUrl).min(1),
   index: z.string().min(1),
   username: z.string().min(1).optional(),
   passwordFile: z.string().min(1).optional(),
@@ -76,18 +85,70 @@ export const sinksFileSchema = z
 export type SinkSpec = z.output<typeof sinkSpec>;
 export type SinksFile = z.output<typeof sinksFileSchema>;
 
+/** The keys of each sink type, for "did you mean" on a mistyped key. */
+const SINK_KEYS: Record<string, string[]> = Object.fromEntries(
+  [elasticsearch, fluentd, stackdriver, file, stdout].map((s) => [
+    s.shape.type.value,
+    Object.keys(s.shape),
+  ]),
+);
+
+/** Credentials someone may write inline, and the key that names their file instead. */
+const INLINE_SECRETS: Record<string, string> = {
+  password: "passwordFile",
+  apiKey: "apiKeyFile",
+  api_key: "apiKeyFile",
+  sharedKey: "sharedKeyFile",
+  shared_key: "sharedKeyFile",
+  key: "keyFile",
+  credentials: "keyFile",
+};
+
+/**
+ * A sink's unknown keys get a suggestion from that sink type's keys (the generic one cannot
+ * see through the `type` union), and a credential written inline is told to be a file.
+ */
+function sinkKeyHints(problems: readonly Problem[], input: unknown): Problem[] {
+  return problems.map((problem) => {
+    const at = problem.key.split(".");
+    // A URL's own credentials are not repeated in the error that refuses them.
+    if (problem.received !== undefined && /^[a-z]+:\/\/[^/?#]*@/i.test(problem.received.slice(1))) {
+      return { ...problem, received: problem.received.replace(/\/\/[^/?#]*@/, "//***@") };
+    }
+    if (problem.expected !== "a known key" || at.length !== 3 || at[0] !== "sinks") return problem;
+    const key = at[2] as string;
+    const instead = INLINE_SECRETS[key];
+    if (instead !== undefined) {
+      const hint =
+        `credentials are read from files only: mount the secret and give its path as ` +
+        `\`${instead}: /path/to/file\``;
+      return { ...problem, hint };
+    }
+    const sinks = (input as { sinks?: Record<string, { type?: unknown }> } | undefined)?.sinks;
+    const keys = SINK_KEYS[String(sinks?.[at[1] as string]?.type)];
+    const guess = keys && didYouMean(key, keys);
+    if (keys === undefined) return problem;
+    const hint = guess
+      ? `did you mean "${guess}"?`
+      : `remove it; a sink of this type takes ${keys.join(", ")}`;
+    return { ...problem, hint };
+  });
+}
+
 /** The sink to use: `--sink NAME` or the file's default; stdout without a sinks file. */
 export function chooseSink(
   file: SinksFile | undefined,
   wanted: string | undefined,
+  source?: Source,
 ): { name: string; spec: SinkSpec } {
   if (file === undefined) {
     if (wanted !== undefined && wanted !== "stdout") {
       throw new ConfigError([
         {
           key: "sink",
+          source,
           expected: "a sink defined in the sinks file",
-          received: wanted,
+          received: JSON.stringify(wanted),
           hint: "give --sinks FILE (the cluster sinks file) or leave --sink unset for stdout",
         },
       ]);
@@ -100,8 +161,12 @@ export function chooseSink(
     throw new ConfigError([
       {
         key: "sink",
+        source: wanted === undefined ? undefined : source,
         expected: `one of the sinks in the sinks file (${known})`,
-        received: chosen ?? "nothing (and the sinks file has no default)",
+        received:
+          chosen === undefined
+            ? "nothing (and the sinks file has no default)"
+            : JSON.stringify(chosen),
         hint: "set --sink NAME (LOG_EXPORTER_SINK) or a `default:` in the sinks file",
       },
     ]);
@@ -123,8 +188,19 @@ export interface LoadedSinks {
  */
 export function loadSinksFile(path: string, source?: Source): LoadedSinks {
   const origin = { key: "sinks", source, what: "the cluster sinks file" };
-  const { data, file } = loadDocumentFile(path, sinksFileSchema, origin);
-  return { path, file: data, lineOf: file.lineOf };
+  try {
+    const { data, file } = loadDocumentFile(path, sinksFileSchema, origin);
+    return { path, file: data, lineOf: file.lineOf };
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    let input: unknown;
+    try {
+      input = loadDocumentFile(path, z.unknown(), origin).data;
+    } catch {
+      throw err;
+    }
+    throw new ConfigError(sinkKeyHints(err.problems, input), err.notes);
+  }
 }
 
 /** The keys of a sink that name a file it reads: credentials and CA certificates. */

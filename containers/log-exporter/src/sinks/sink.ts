@@ -60,8 +60,17 @@ export interface Sink {
 
 /** Events a sink reports; the run loop logs them (libraries never print). */
 export interface SinkEvents {
-  /** A transient failure that will be retried after `delayMs`. */
-  retry?(info: { attempt: number; delayMs: number; err: unknown; records: number }): void;
+  /**
+   * A transient failure that will be retried after `delayMs`. `unreachable` when no server
+   * answered: that was reported as `unreachable` already.
+   */
+  retry?(info: {
+    attempt: number;
+    delayMs: number;
+    err: unknown;
+    records: number;
+    unreachable?: boolean;
+  }): void;
   /**
    * A connection attempt failed: records wait until the destination answers. `attempt` counts
    * the failed attempts since the last connection that worked.

@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
   type LineBatch,
+  LineFlags,
   type RawLines,
   Tailer,
   type TailerOptions,
@@ -148,8 +149,12 @@ export class FileSource {
     const count = raw.count;
     const data = this.#copy(raw.data);
     const flags = raw.flags.slice(0, count);
+    const ends = raw.ends.slice(0, count);
     for (let i = 0; i < count; i++) {
       const f = flags[i] as number;
+      // A CRLF line's newline is both bytes: the message ends before its `\r`.
+      const end = ends[i] as number;
+      if (endsLine(f) && end > (raw.starts[i] as number) && data[end - 1] === CR) ends[i] = end - 1;
       if (f !== 0) flags[i] = recordFlags(f);
     }
     const block: LineBlock = {
@@ -159,7 +164,7 @@ export class FileSource {
       data,
       count,
       starts: raw.starts.slice(0, count),
-      ends: raw.ends.slice(0, count),
+      ends,
       flags,
     };
     const tailer = this.tailer;
@@ -222,8 +227,9 @@ export class FileSource {
     let start = batch.startOffset;
     for (let i = 0; i < batch.lines.length; i++) {
       const line = batch.lines[i] as LineBatch["lines"][number];
+      const crlf = !this.options.cri && endsLine(line.flags) && line.text.endsWith("\r");
       const parsed: ParsedLine = {
-        text: line.text,
+        text: crlf ? line.text.slice(0, -1) : line.text,
         start,
         end: line.offset,
         flags: recordFlags(line.flags),
@@ -306,3 +312,11 @@ const FLUSH = Symbol("flush");
 const BLOCK_BYTES = 1024 * 1024 + 64 * 1024;
 /** Free block buffers kept at most (16 MiB): more are left to the garbage collector. */
 const MAX_FREE_BLOCKS = 16;
+
+const CR = 0x0d;
+
+/** Whether a line (or the piece of one) ends at the line's newline. */
+function endsLine(flags: number): boolean {
+  if ((flags & LineFlags.NO_NEWLINE) !== 0) return false;
+  return (flags & LineFlags.SPLIT) === 0 || (flags & LineFlags.SPLIT_END) !== 0;
+}

@@ -1,9 +1,9 @@
 // Builds the sources a run reads from: the logs directory, the configured paths and globs, and
 // the workload's output (pod log stream or CRI files).
-import { existsSync } from "node:fs";
+import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
-import { ConfigError } from "@buildpod/config";
+import { ConfigError, type Source as ValueSource } from "@buildpod/config";
 import type { Logger } from "@buildpod/runtime";
 import picomatch from "picomatch";
 import type { Metrics } from "../metrics.ts";
@@ -53,6 +53,7 @@ export async function buildSources(
   stateDir: string,
   logger: Logger,
   metrics: Metrics,
+  where: Readonly<Record<string, ValueSource>> = {},
 ): Promise<Source[]> {
   const jobKey = env.BUILDKITE_JOB_ID ?? "local";
   const multiline = multilineOf(config);
@@ -83,7 +84,19 @@ export async function buildSources(
       }),
     );
 
-  if (existsSync(config.logs)) {
+  const logs = statSync(config.logs, { throwIfNoEntry: false });
+  if (logs !== undefined && !logs.isDirectory()) {
+    throw new ConfigError([
+      {
+        key: "logs",
+        source: where.logs,
+        expected: "a directory (every file below it is exported)",
+        received: `${JSON.stringify(config.logs)}, which is not a directory`,
+        hint: "give the logs directory; name single files with --path",
+      },
+    ]);
+  }
+  if (logs !== undefined) {
     sources.push(files("logs", config.logs, { exclude: config.exclude, multiline }));
   } else {
     logger.warn({ path: config.logs }, "the logs directory does not exist; not exporting it");
