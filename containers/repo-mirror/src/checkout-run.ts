@@ -63,7 +63,7 @@ export interface CheckoutResult {
 
 /** A failure that is the job's, not the cache's: no fallback to origin helps it. */
 export class CheckoutError extends Error {
-  readonly code: "unknown-commit" | "origin-unreachable" | "dest-not-empty";
+  readonly code: "unknown-commit" | "origin-unreachable" | "origin-auth" | "dest-not-empty";
   constructor(code: CheckoutError["code"], message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "CheckoutError";

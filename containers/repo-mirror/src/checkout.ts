@@ -121,6 +121,7 @@ function labelOf(source: Source | undefined, flag: string): string {
 const CODES: Record<CheckoutError["code"], [string, number]> = {
   "unknown-commit": ["REPO_MIRROR_UNKNOWN_COMMIT", ExitCode.FAILED],
   "origin-unreachable": ["REPO_MIRROR_ORIGIN_UNREACHABLE", ExitCode.FAILED],
+  "origin-auth": ["REPO_MIRROR_ORIGIN_AUTH", ExitCode.FAILED],
   "dest-not-empty": ["REPO_MIRROR_DEST_NOT_EMPTY", ExitCode.CONFIG],
 };
 

@@ -141,9 +141,12 @@ export function scrub(text: string, secrets: readonly string[] = []): string {
 }
 
 /** Failure classes that decide what checkout does next. */
-export type GitFailure = "unreachable" | "missing-ref" | "corrupt" | "other";
+export type GitFailure = "unreachable" | "auth" | "missing-ref" | "corrupt" | "other";
 
-/** Classifies git's stderr: origin down, a ref or commit the remote lacks, a broken repository. */
+/**
+ * Classifies git's stderr: origin down, credentials refused, a ref or commit the remote lacks,
+ * a broken repository.
+ */
 export function classifyFailure(stderr: string): GitFailure {
   const s = stderr.toLowerCase();
   if (
@@ -159,6 +162,14 @@ export function classifyFailure(stderr: string): GitFailure {
     )
   ) {
     return "missing-ref";
+  }
+  // Before "unreachable": a refused login also ends in "could not read from remote repository".
+  if (
+    /authentication failed|terminal prompts disabled|could not read (username|password)|permission denied \(publickey|access denied|invalid username or password|http basic: access denied|the requested url returned error: 40[13]/.test(
+      s,
+    )
+  ) {
+    return "auth";
   }
   if (
     /could not resolve host|connection refused|connection timed out|unable to connect|could not read from remote repository|unable to access|network is unreachable|no route to host|connection reset|failed to connect|the remote end hung up unexpectedly|does not appear to be a git repository|repository .* not found/.test(

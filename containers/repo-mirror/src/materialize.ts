@@ -6,7 +6,7 @@ import { classifyFailure, GitError, git } from "./git.ts";
 import { copyFromMirror, emptyDir, shareMirror } from "./mirror-copy.ts";
 import { isFullObjectName } from "./refs.ts";
 import { updateSubmodules } from "./submodules.ts";
-import { checkoutCommit, localCommit, resolveTarget } from "./target.ts";
+import { checkoutCommit, localCommit, originError, resolveTarget } from "./target.ts";
 import { parseRepoUrl } from "./url.ts";
 
 export {
@@ -73,7 +73,11 @@ async function freshCheckout(run: Run): Promise<void> {
     );
   }
   await run.phase("clone", () =>
-    run.origin("clone", ["clone", "--no-checkout", "--progress", "--", o.url.fetchUrl, o.dest]),
+    run
+      .origin("clone", ["clone", "--no-checkout", "--progress", "--", o.url.fetchUrl, o.dest])
+      .catch((e: unknown) => {
+        throw (e instanceof GitError && originError(run, "clone", e)) || e;
+      }),
   );
   await finish(run);
 }

@@ -31,15 +31,16 @@ export async function resolveTarget(run: Run): Promise<string> {
     await fetchRef(run, ref ?? "HEAD", false);
     return await revParse(run, "FETCH_HEAD^{commit}");
   } catch (e) {
-    if (!(e instanceof CheckoutError && e.code === "origin-unreachable") || run.o.strictOrigin)
-      throw e;
+    const originDown =
+      e instanceof CheckoutError && (e.code === "origin-unreachable" || e.code === "origin-auth");
+    if (!originDown || run.o.strictOrigin) throw e;
     const fallback = ref
       ? await localRef(run, ref)
       : await revParse(run, "HEAD").catch(() => undefined);
     if (!fallback) throw e;
     run.warn(
       "origin-unreachable",
-      `origin ${run.o.url.fetchUrl} is unreachable; checking out ${ref ?? "HEAD"} as the cache has it (${fallback.slice(0, 12)})`,
+      `${(e as Error).message}; checking out ${ref ?? "HEAD"} as the cache has it (${fallback.slice(0, 12)})`,
       e,
     );
     return fallback;
@@ -77,22 +78,42 @@ async function fetchOrigin(
     if (!(e instanceof GitError)) throw e;
     const kind = classifyFailure(e.stderr);
     if (kind === "missing-ref" && tolerateMissing) return true;
-    if (kind === "unreachable") {
-      throw new CheckoutError(
-        "origin-unreachable",
-        `could not fetch from ${run.o.url.fetchUrl}: origin is unreachable (${e.message}); ` +
-          "check the network and the credentials",
-        { cause: e },
-      );
-    }
     if (kind === "missing-ref") {
       throw new CheckoutError(
         "unknown-commit",
-        `could not fetch ${refspecs.join(" ")} from ${run.o.url.fetchUrl}: origin has no such ref`,
+        `could not fetch ${refspecs.join(" ")} from ${run.o.url.fetchUrl}: origin has no such ref; ` +
+          "check --commit (BUILDKITE_COMMIT) and --ref, and that they were pushed to this repository",
         { cause: e },
       );
     }
-    throw e;
+    throw originError(run, "fetch", e) ?? e;
+  }
+}
+
+/**
+ * The job's own failure to reach origin, as a CheckoutError saying what to fix: origin cannot
+ * be reached, or it refused the credentials. Undefined for any other git failure.
+ */
+export function originError(run: Run, action: string, e: GitError): CheckoutError | undefined {
+  const url = run.o.url.fetchUrl;
+  switch (classifyFailure(e.stderr)) {
+    case "unreachable":
+      return new CheckoutError(
+        "origin-unreachable",
+        `could not ${action} from ${url}: origin is unreachable (${e.message}); ` +
+          "check the network and that the repository URL is right",
+        { cause: e },
+      );
+    case "auth":
+      return new CheckoutError(
+        "origin-auth",
+        `could not ${action} from ${url}: origin refused the credentials (${e.message}); ` +
+          "check --https-token-file (with --https-username) or --ssh-key-file, and that they " +
+          "may read this repository",
+        { cause: e },
+      );
+    default:
+      return undefined;
   }
 }
 

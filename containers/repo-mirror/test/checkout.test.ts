@@ -266,6 +266,24 @@ describe("origin unreachable", () => {
   });
 });
 
+describe("origin unreachable on a cache miss", () => {
+  it("fails as origin unreachable, saying what to check", async () => {
+    const down = new Daemon(root);
+    await down.start();
+    const downUrl = down.url("app");
+    await down.stop();
+
+    const err = await checkout(downUrl, dest(), {
+      cache: join(root, "no-cache-here"),
+      target: { commit: "HEAD", ref: "main" },
+    }).catch((e) => e);
+    expect(err).toBeInstanceOf(CheckoutError);
+    expect(err.code).toBe("origin-unreachable");
+    expect(err.message).toMatch(/could not clone from .*: origin is unreachable/);
+    expect(err.message).toContain("check the network");
+  });
+});
+
 describe("destination", () => {
   it("refuses a non-empty destination holding something else, and wipes it when told", async () => {
     const other = dest();

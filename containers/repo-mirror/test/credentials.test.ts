@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CheckoutError } from "../src/checkout-run.ts";
 import { prepareCredentials } from "../src/credentials.ts";
 import { parseRepoUrl } from "../src/url.ts";
 import { checkout } from "./fixture.ts";
@@ -63,7 +64,10 @@ describe("HTTPS token by file", () => {
       credentials,
       target: { commit: tip },
     }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(Error);
+    expect(err).toBeInstanceOf(CheckoutError);
+    expect((err as CheckoutError).code).toBe("origin-auth");
+    expect((err as Error).message).toContain("origin refused the credentials");
+    expect((err as Error).message).toContain("--https-token-file");
     expect(String((err as Error).message)).not.toContain("wrong-token-value-1234");
     expect(credentials.secrets).toContain("wrong-token-value-1234");
   });
