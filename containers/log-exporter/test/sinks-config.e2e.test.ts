@@ -40,6 +40,30 @@ describe("sinks configuration errors", () => {
     expect(run.summary().error).toContain(expected);
   });
 
+  it("refuses a Cloud Logging key file that is no credentials file, without printing it", async () => {
+    const ws = workspace();
+    const key = join(ws.dir, "key.json");
+    writeFileSync(key, '{"type":"service_account","project_id":"p","private_key":"-----BEGIN');
+    const sinks = sinksFile(ws.dir, {
+      type: "stackdriver",
+      projectId: "p",
+      location: "europe-west1",
+      clusterName: "ci",
+      keyFile: key,
+    });
+    const run = startExporter(baseArgs(ws, sinks));
+
+    expect(await run.exited).toBe(2);
+    expect(run.stderr()).toContain(`sinks.main.keyFile (${sinks}`);
+    expect(run.stderr()).toContain(`got "${key}", which is not JSON`);
+    expect(run.stderr()).not.toContain("BEGIN");
+
+    writeFileSync(key, '{"type":"service_account","project_id":"p"}');
+    const again = startExporter(baseArgs(ws, sinks));
+    expect(await again.exited).toBe(2);
+    expect(again.stderr()).toContain("a service account key without client_email and private_key");
+  });
+
   it("shows in --print-config the sink it takes when --sink is left out", async () => {
     const ws = workspace();
     const stdout = startExporter(["--print-config"]);

@@ -217,20 +217,55 @@ export function checkSinkFiles(sinks: LoadedSinks, name: string, spec: SinkSpec)
   for (const key of FILE_KEYS) {
     const path = (spec as Partial<Record<(typeof FILE_KEYS)[number], string>>)[key];
     if (path === undefined) continue;
+    const at = ["sinks", name, key];
+    const source = { kind: "file" as const, name: sinks.path, line: sinks.lineOf(at) };
+    let text: string;
     try {
-      readFileSync(path);
+      text = readFileSync(path, "utf8");
     } catch (err) {
-      const at = ["sinks", name, key];
       problems.push({
         key: at.join("."),
-        source: { kind: "file", name: sinks.path, line: sinks.lineOf(at) },
+        source,
         expected: "a file that exists and is readable",
         received: `${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? err})`,
         hint: "mount the secret at that path, or correct the path in the sinks file",
       });
+      continue;
+    }
+    const wrong = key === "keyFile" ? keyFileProblem(text) : undefined;
+    if (wrong !== undefined) {
+      problems.push({
+        key: at.join("."),
+        source,
+        expected: "a Google credentials JSON file (a service account key, or workload identity)",
+        // What is wrong with it, never what it holds.
+        received: `${JSON.stringify(path)}, ${wrong}`,
+        hint: "mount the key file the Google Cloud console or gcloud wrote, unchanged",
+      });
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
+}
+
+/**
+ * Why a `keyFile` cannot be a Google credentials file, or undefined: it must be a JSON object
+ * with a `type`, and a service account key must carry its `client_email` and `private_key`.
+ * Found at start, the mistake is a configuration error instead of retries until the deadline.
+ */
+function keyFileProblem(text: string): string | undefined {
+  let key: unknown;
+  try {
+    key = JSON.parse(text);
+  } catch {
+    return "which is not JSON";
+  }
+  if (!key || typeof key !== "object" || typeof (key as { type?: unknown }).type !== "string") {
+    return 'which has no "type" field';
+  }
+  const k = key as Record<string, unknown>;
+  if (k.type !== "service_account") return undefined;
+  const missing = ["client_email", "private_key"].filter((f) => typeof k[f] !== "string");
+  return missing.length > 0 ? `a service account key without ${missing.join(" and ")}` : undefined;
 }
 
 /** Builds the sink; reads credential files. Stackdriver and fluentd load their libraries lazily. */
