@@ -411,7 +411,7 @@ function finalState<T extends RefreshResult["files"][number]>(f: T): T {
   if (f.status !== "pending" && f.status !== "stale") return f;
   const message =
     "the file was still incomplete at the end of the job (no final newline or being written); write a temporary file and rename it into place";
-  return { ...f, problems: [{ file: f.path, line: 0, message, incomplete: true }] };
+  return { ...f, problems: [{ file: f.path, message, incomplete: true }] };
 }
 
 /** The URL for logs: a password written into it (`https://user:pass@host`) is not shown. */

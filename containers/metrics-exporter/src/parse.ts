@@ -39,7 +39,8 @@ export interface Family {
 /** A problem found in a file; the file must not be used. */
 export interface ParseProblem {
   file: string;
-  line: number;
+  /** Absent for a problem of the whole file (incomplete at the end of the job). */
+  line?: number;
   /** The metric family or sample name the problem is about, when known. */
   metric?: string;
   message: string;
@@ -65,7 +66,8 @@ const TIMESTAMP = /^-?\d{1,19}$/;
 
 /** Renders a problem as `file:line: metric name: message`. */
 export function formatProblem(p: ParseProblem): string {
-  return `${p.file}:${p.line}: ${p.metric === undefined ? "" : `metric ${p.metric}: `}${p.message}`;
+  const at = p.line === undefined ? p.file : `${p.file}:${p.line}`;
+  return `${at}: ${p.metric === undefined ? "" : `metric ${p.metric}: `}${p.message}`;
 }
 
 /** Parses a number the way Go's ParseFloat accepts it in the text format. */

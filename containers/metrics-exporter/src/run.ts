@@ -4,7 +4,13 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError, type ConfigOf, loadDocument, type Problem } from "@buildpod/config";
+import {
+  ConfigError,
+  type ConfigOf,
+  loadDocumentFile,
+  type Problem,
+  type Source,
+} from "@buildpod/config";
 import { defineCommand, type RunContext } from "@buildpod/runtime";
 import { options, type PushFile, pushFileSchema } from "./config.ts";
 import { datadogTag } from "./datadog.ts";
@@ -48,12 +54,12 @@ export function exporterOptions(ctx: RunContext<Config>): ExporterOptions {
   };
   if (config.listen !== undefined) opts.serve = parseListen(config.listen);
   if (config.pushConfig !== undefined) {
-    const file = loadDocument(config.pushConfig, pushFileSchema);
-    opts.push = pushOptions(file, config, env, problems);
+    const { data, file } = loadDocumentFile(config.pushConfig, pushFileSchema);
+    opts.push = pushOptions(data, file.lineOf, config, env, problems);
   }
   if (config.datadog !== "off") {
     opts.datadog = {
-      sink: datadogSink(config, problems, (err) =>
+      sink: datadogSink(config, ctx.sources, problems, (err) =>
         ctx.logger.warn({ err }, `could not send to dogstatsd: ${err.message}`),
       ),
       mapping: {
@@ -114,19 +120,26 @@ function parseListen(listen: string): { host: string; port: number } {
 
 function pushOptions(
   file: PushFile,
+  lineOf: (at: string[]) => number | undefined,
   config: Config,
   env: Env,
   problems: Problem[],
 ): ExporterOptions["push"] {
   const pg = file.pushgateway;
   const path = config.pushConfig as string;
+  // Where in the push file a key is, for the problems found after validation.
+  const at = (key: string): Source => ({
+    kind: "file",
+    name: path,
+    line: lineOf(["pushgateway", ...key.split(".")]),
+  });
   const readSecret = (key: string, name: string) => {
     try {
       return readFileSync(name, "utf8").trim();
     } catch (err) {
       problems.push({
         key: `pushgateway.${key}`,
-        source: { kind: "file", name: path },
+        source: at(key),
         expected: "a readable file",
         received: `${name} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
       });
@@ -140,7 +153,7 @@ function pushOptions(
     url.password = "";
     problems.push({
       key: "pushgateway.url",
-      source: { kind: "file", name: path },
+      source: at("url"),
       expected: "a URL without user or password",
       received: `${url.href} with credentials (not shown)`,
       hint: "give them in basicAuth with passwordFile",
@@ -194,6 +207,7 @@ function contextTags(specs: readonly string[], env: Env): string[] {
 
 function datadogSink(
   config: Config,
+  sources: Readonly<Record<string, Source>>,
   problems: Problem[],
   onError: (err: Error) => void,
 ): DatadogSink {
@@ -219,9 +233,9 @@ function datadogSink(
     if (match === null) {
       problems.push({
         key: "datadogDogstatsdUrl",
-        source: { kind: "env", name: "DD_DOGSTATSD_URL" },
+        source: sources.datadogDogstatsdUrl,
         expected: "udp://HOST:PORT",
-        received: url,
+        received: JSON.stringify(url),
         hint: url.startsWith("unix")
           ? "DogStatsD over a Unix socket is not supported (it needs a native addon); use the Agent's UDP port or --datadog api"
           : undefined,

@@ -171,6 +171,30 @@ describe("metrics-exporter bundle", () => {
     60_000,
   );
 
+  it("reports a file still incomplete at the drain by its path, with no line number", async () => {
+    const root = join(work, "incomplete-metrics");
+    const lifecycle = join(work, "incomplete-lifecycle");
+    await mkdir(join(root, "prometheus"), { recursive: true });
+    await mkdir(lifecycle, { recursive: true });
+    await writeFile(join(root, "prometheus", "half.prom"), "steps_done 1");
+    await writeFile(join(lifecycle, "workload-finished"), "0\n");
+    const port = await freePort();
+    const run = start(["--listen", `127.0.0.1:${port}`, "--final-scrape-wait", "0"], {
+      METRICS_ROOT: root,
+      BUILDPOD_LIFECYCLE_DIR: lifecycle,
+    });
+    await run.exited;
+
+    const lines = run
+      .out()
+      .split("\n")
+      .filter((l) => l.includes("still incomplete at the end of the job"));
+    expect(lines.length).toBeGreaterThan(0);
+    const entry = JSON.parse(lines[0] as string) as { msg: string; line?: number };
+    expect(entry.line).toBeUndefined();
+    expect(entry.msg).not.toContain(".prom:0");
+  }, 60_000);
+
   it("exits 2 naming every configuration problem", async () => {
     const run = start(["--datadog", "api", "--datadog-dogstatsd-port", "99999"], {
       BUILDPOD_LIFECYCLE_DIR: join(work, "cfg"),

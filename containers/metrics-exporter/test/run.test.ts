@@ -1,6 +1,6 @@
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { ConfigError } from "@buildpod/config";
+import { ConfigError, type Source } from "@buildpod/config";
 import type { RunContext } from "@buildpod/runtime";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -39,9 +39,14 @@ beforeAll(async () => {
 });
 afterAll(() => rm(lifecycleDir, { recursive: true, force: true }));
 
-function ctx(config: Partial<Config>, env: Record<string, string> = {}): Ctx {
+function ctx(
+  config: Partial<Config>,
+  env: Record<string, string> = {},
+  sources: Record<string, Source> = {},
+): Ctx {
   return {
     config: { ...DEFAULTS, ...config },
+    sources,
     env,
     logger: memoryLogger().logger,
     metrics: new Registry(),
@@ -123,7 +128,30 @@ describe("exporterOptions", () => {
       message = (err as Error).message;
     }
     expect(message).toContain("basicAuth with passwordFile");
+    expect(message).toContain(`pushgateway.url (${file} line 2)`);
     expect(message).not.toContain("hunter2");
+  });
+
+  it("names the flag a bad DogStatsD URL came from", () => {
+    const err = (() => {
+      try {
+        exporterOptions(
+          ctx(
+            { datadog: "dogstatsd", datadogDogstatsdUrl: "tcp://agent:8125" },
+            {},
+            {
+              datadogDogstatsdUrl: { kind: "flag", name: "--datadog-dogstatsd-url" },
+            },
+          ),
+        );
+      } catch (e) {
+        return e as ConfigError;
+      }
+    })();
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err?.message).toContain(
+      '(flag --datadog-dogstatsd-url): expected udp://HOST:PORT, got "tcp://agent:8125"',
+    );
   });
 
   it("lists every problem at once: a missing password file, a unix:// DogStatsD URL", async () => {
