@@ -4,7 +4,7 @@
  * and the sidecars. See README.md for the pod picture.
  */
 import { basename, join } from "node:path";
-import type { ConfigOf } from "@buildpod/config";
+import { type ConfigOf, describeSource } from "@buildpod/config";
 import { defineCommand, ExitCode, type RunContext } from "@buildpod/runtime";
 import { Counter } from "prom-client";
 import { AgentApi } from "./agent-api.ts";
@@ -50,7 +50,7 @@ export const inject = defineCommand({
 async function injectAll(ctx: Ctx) {
   const { config } = ctx;
   const needsToken = config.verifyToken || config.writeEnv;
-  const token = needsToken ? checkToken(config.token, TOKEN_SOURCES) : undefined;
+  const token = needsToken ? checkToken(config.token, tokenSource(ctx)) : undefined;
   const summary: Record<string, unknown> = {};
 
   if (config.verifyToken && token !== undefined) {
@@ -87,8 +87,17 @@ async function writeEnvFiles(ctx: Ctx, token: string) {
   return { variables: written.variables, env_dir: envDir };
 }
 
-/** Where the token option is read from, for the "missing" and "malformed" messages. */
-const TOKEN_SOURCES = "--token-file, AGENT_INJECTOR_TOKEN_FILE or BUILDKITE_AGENT_ACCESS_TOKEN";
+/**
+ * Where the token came from, for the "missing" and "malformed" messages: the flag, env var or
+ * config file line that gave it, or every way there is when none did.
+ */
+function tokenSource(ctx: Ctx): string {
+  const source = ctx.sources.token;
+  if (source === undefined || source.kind === "default") {
+    return "--token-file, AGENT_INJECTOR_TOKEN_FILE or BUILDKITE_AGENT_ACCESS_TOKEN";
+  }
+  return describeSource(source);
+}
 
 async function verify(ctx: Ctx, token: string) {
   const { config, logger } = ctx;

@@ -126,7 +126,7 @@ describe("agent-injector inject", () => {
       name: "a malformed token",
       env: { BUILDKITE_AGENT_ACCESS_TOKEN: "apiVersion: v1\nkind: Secret" },
       code: 2,
-      says: /not a Buildkite token; check that the Secret holds only the token/,
+      says: /from env BUILDKITE_AGENT_ACCESS_TOKEN: .*not a Buildkite token; check that the Secret holds only the token/,
     },
     {
       name: "an unknown job",
