@@ -1,5 +1,6 @@
-// What a new user ran into with only the docs: configuration mistakes that must be exit 2 with
-// an error naming the input, and sink failures whose logs must neither flood nor leak secrets.
+// What users run into with only the docs: configuration mistakes that must be exit 2 with an
+// error naming the input, files with CRLF line ends, and sink failures whose logs must neither
+// flood nor leak secrets.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
