@@ -60,6 +60,25 @@ describe("artifact-downloader", () => {
     expect(r.summary.downloaded).toBe(names.length);
   });
 
+  it("rides out the API, then the storage, being down for 30 s", async () => {
+    for (let i = 0; i < 20; i++) {
+      await bk.seedArtifact({ path: `outage/${i}.txt`, content: `file ${i}` });
+    }
+    const started = Date.now();
+    bk.down(30_000, "api");
+    // The search waits out the API; the storage then goes down just as the downloads begin.
+    setTimeout(() => bk.down(30_000, "storage"), 29_000);
+    const r = await runInProcess(program, ["--query", "outage/*", "--dest", dest], jobEnv());
+
+    expect(r.code).toBe(0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(55_000);
+    expect(r.summary.downloaded).toBe(20);
+    for (let i = 0; i < 20; i++) {
+      expect(await readFile(path.join(dest, `outage/${i}.txt`), "utf8")).toBe(`file ${i}`);
+    }
+    expect(r.lines.some((l) => l.msg === "request failed, retrying")).toBe(true);
+  }, 150_000);
+
   it("refuses paths that climb out of the destination and writes nothing outside", async () => {
     const evil = ["../escape.txt", "/etc/abs.txt", "deep/../../up.txt", "..\\win.txt"];
     for (const p of evil) await bk.seedArtifact({ path: p, content: "evil" });
