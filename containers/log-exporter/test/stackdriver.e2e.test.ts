@@ -76,4 +76,35 @@ describe("log-exporter with stackdriver", () => {
     const dead = readFileSync(join(ws.state, "dead-letter.ndjson"), "utf8");
     expect(JSON.parse(dead.trim())).toMatchObject({ message: "refused", status: 3 });
   });
+
+  it("says an unreachable endpoint cannot be reached, once, and ends at the drain deadline", async () => {
+    const closed = await startFakeCloudLogging();
+    const port = closed.port;
+    await closed.close();
+    const ws = workspace();
+    const sinks = sinksFile(ws.dir, {
+      type: "stackdriver",
+      projectId: "proj",
+      logId: "jobs",
+      location: "europe-west1",
+      clusterName: "ci",
+      apiEndpoint: "127.0.0.1",
+      port,
+      insecure: true,
+    });
+    writeFileSync(join(ws.logs, "a.log"), "waits\n");
+    const run = startExporter([...baseArgs(ws, sinks), "--drain-timeout", "2s"]);
+    await waitFor(() => run.stdout().includes("could not reach the sink"), "the warning");
+    finishWorkload(ws.lifecycle);
+
+    expect(await run.exited).toBe(3);
+    const lines = run
+      .stdout()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { msg: string });
+    expect(lines.filter((l) => l.msg.startsWith("could not reach the sink"))).toHaveLength(1);
+    expect(lines.some((l) => l.msg === "could not deliver a batch; retrying")).toBe(false);
+    expect(run.summary()).toMatchObject({ undelivered: 1 });
+  }, 60_000);
 });

@@ -40,6 +40,8 @@ export interface StackdriverSinkOptions {
 
 /** gRPC codes after which the same entry can never succeed. */
 const PERMANENT = new Set([3, 5, 7, 9, 11, 12]); // INVALID_ARGUMENT NOT_FOUND PERMISSION_DENIED FAILED_PRECONDITION OUT_OF_RANGE UNIMPLEMENTED
+const DEADLINE_EXCEEDED = 4;
+const UNAVAILABLE = 14;
 const PER_ENTRY_OVERHEAD = 512;
 /** Room left in a split piece for the entry's other fields (the limit counts the whole entry). */
 const SPLIT_MARGIN = 8192;
@@ -76,6 +78,8 @@ export class StackdriverSink implements Sink {
   readonly #static: Record<string, unknown>;
   readonly #labels: Record<string, string>;
   readonly #events: SinkEvents;
+  /** Writes that found no server since the last one that got an answer. */
+  #failures = 0;
 
   constructor(options: StackdriverSinkOptions, meta: RecordMeta, events: SinkEvents = {}) {
     this.#options = options;
@@ -176,6 +180,7 @@ export class StackdriverSink implements Sink {
             gaxOptions: { retry: null, timeout: 60_000 },
           },
         );
+        this.#failures = 0;
         return rejected;
       } catch (e) {
         err = e;
@@ -183,6 +188,11 @@ export class StackdriverSink implements Sink {
       signal.throwIfAborted();
 
       const code = (err as { code?: number }).code ?? 2;
+      // UNAVAILABLE (no connection, or the service says so) and DEADLINE_EXCEEDED: nobody
+      // answered, which is reported as an unreachable sink rather than one retry at a time.
+      const unreachable = code === UNAVAILABLE || code === DEADLINE_EXCEEDED;
+      if (unreachable) this.#events.unreachable?.({ attempt: ++this.#failures, err });
+      else this.#failures = 0;
       const perEntry = partialErrors(err);
       if (perEntry !== undefined) {
         const retry: Piece[] = [];
@@ -209,7 +219,7 @@ export class StackdriverSink implements Sink {
       }
 
       const delayMs = backoffDelay(attempt, this.#options.retryMinMs, this.#options.retryMaxMs);
-      this.#events.retry?.({ attempt, delayMs, err, records: pending.length });
+      this.#events.retry?.({ attempt, delayMs, err, records: pending.length, unreachable });
       await sleep(delayMs, signal);
     }
     return rejected;
