@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import type { z } from "zod";
 import { shapeAt } from "./kinds.ts";
-import { ConfigError, type Problem, type Source, shorten, unknownKeyHint } from "./problems.ts";
+import { ConfigError, didYouMean, type Problem, type Source, shorten } from "./problems.ts";
 
 /** A parsed YAML or JSON file that can tell the line of any value in it. */
 export interface ParsedFile {
@@ -109,7 +109,7 @@ export function problemsFromIssues(
           source: file ? { kind: "file", name: file.path, line: file.lineOf(at) } : sourceFor(at),
           expected: "a known key",
           received: shorten(key),
-          hint: unknownKeyHint(key, shapeAt(schema, issue.path)),
+          hint: documentKeyHint(key, shapeAt(schema, issue.path, input)),
         });
       }
       continue;
@@ -230,4 +230,14 @@ export function loadDocumentFile<S extends z.ZodType>(
   throw new ConfigError(
     problemsFromIssues(result.error.issues, schema, file, [], file.value, () => undefined),
   );
+}
+
+/**
+ * "Did you mean" for a mistyped key of a document, else the keys it could have been: `--help`
+ * describes the options, not the documents they name, so it cannot be the place to look.
+ */
+function documentKeyHint(key: string, keys: string[]): string {
+  const guess = didYouMean(key, keys);
+  if (guess) return `did you mean "${guess}"?`;
+  return keys.length > 0 ? `remove it; the keys here are ${keys.join(", ")}` : "remove it";
 }

@@ -80,14 +80,43 @@ export function defaultOf(schema: z.ZodType): unknown {
 }
 
 /** The object shape at the end of a path into a schema, for "did you mean" on unknown keys. */
-export function shapeAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+export function shapeAt(
+  schema: z.ZodType,
+  path: readonly PropertyKey[],
+  input?: unknown,
+): string[] {
   let current = unwrap(schema);
+  let value = input;
   for (const step of path) {
+    current = member(current, value);
     const def = defOf(current);
     if (def.shape && typeof step === "string" && def.shape[step]) current = unwrap(def.shape[step]);
     else if (def.element) current = unwrap(def.element);
     else if (def.valueType) current = unwrap(def.valueType);
     else return [];
+    value =
+      value && typeof value === "object"
+        ? (value as Record<PropertyKey, unknown>)[step]
+        : undefined;
   }
-  return Object.keys(defOf(current).shape ?? {});
+  return Object.keys(defOf(member(current, value)).shape ?? {});
+}
+
+/**
+ * The option of a union that `value` is meant for: the object whose literal field (a `type:`
+ * tag) has the value's, so that a mistyped key is matched against that member's keys. Any
+ * other schema, or no match, is returned as it is.
+ */
+function member(schema: z.ZodType, value: unknown): z.ZodType {
+  const options = defOf(schema).options;
+  if (!options || !value || typeof value !== "object") return schema;
+  for (const option of options.map(unwrap)) {
+    const shape = defOf(option).shape ?? {};
+    const tagged = Object.entries(shape).some(([key, field]) => {
+      const values = (defOf(unwrap(field)) as { values?: unknown[] }).values;
+      return values?.includes((value as Record<string, unknown>)[key]) === true;
+    });
+    if (tagged) return option;
+  }
+  return schema;
 }

@@ -262,6 +262,28 @@ describe("loadDocument", () => {
     ]);
   });
 
+  it("suggests a key of the union member that the document's `type` names", () => {
+    const tagged = z.strictObject({
+      sinks: z.record(
+        z.string(),
+        z.discriminatedUnion("type", [
+          z.strictObject({ type: z.literal("file"), path: z.string() }),
+          z.strictObject({ type: z.literal("elasticsearch"), index: z.string() }),
+        ]),
+      ),
+    });
+    const path = tempFile(
+      "tagged.yaml",
+      "sinks:\n  es:\n    type: elasticsearch\n    indx: logs\n",
+    );
+    const problems = problemsOf(() => loadDocument(path, tagged));
+    expect(problems).toContainEqual(
+      expect.stringMatching(
+        /^sinks\.es\.indx\|file:.*tagged\.yaml:4\|a known key\|"indx"\|did you mean "index"\?/,
+      ),
+    );
+  });
+
   it("says in words what a format or bound wanted, and keeps a schema's own message", () => {
     const schema = z.strictObject({
       nodes: z.array(z.url()).min(1),

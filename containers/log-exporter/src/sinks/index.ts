@@ -5,7 +5,6 @@ import { readFileSync } from "node:fs";
 import {
   byteSize,
   ConfigError,
-  didYouMean,
   duration,
   loadDocumentFile,
   type Problem,
@@ -85,14 +84,6 @@ export const sinksFileSchema = z
 export type SinkSpec = z.output<typeof sinkSpec>;
 export type SinksFile = z.output<typeof sinksFileSchema>;
 
-/** The keys of each sink type, for "did you mean" on a mistyped key. */
-const SINK_KEYS: Record<string, string[]> = Object.fromEntries(
-  [elasticsearch, fluentd, stackdriver, file, stdout].map((s) => [
-    s.shape.type.value,
-    Object.keys(s.shape),
-  ]),
-);
-
 /** Credentials someone may write inline, and the key that names their file instead. */
 const INLINE_SECRETS: Record<string, string> = {
   password: "passwordFile",
@@ -104,11 +95,8 @@ const INLINE_SECRETS: Record<string, string> = {
   credentials: "keyFile",
 };
 
-/**
- * A sink's unknown keys get a suggestion from that sink type's keys (the generic one cannot
- * see through the `type` union), and a credential written inline is told to be a file.
- */
-function sinkKeyHints(problems: readonly Problem[], input: unknown): Problem[] {
+/** A credential written inline is told to be a file; a URL's credentials are not repeated. */
+function sinkKeyHints(problems: readonly Problem[]): Problem[] {
   return problems.map((problem) => {
     const at = problem.key.split(".");
     // A URL's own credentials are not repeated in the error that refuses them.
@@ -116,21 +104,11 @@ function sinkKeyHints(problems: readonly Problem[], input: unknown): Problem[] {
       return { ...problem, received: problem.received.replace(/\/\/[^/?#]*@/, "//***@") };
     }
     if (problem.expected !== "a known key" || at.length !== 3 || at[0] !== "sinks") return problem;
-    const key = at[2] as string;
-    const instead = INLINE_SECRETS[key];
-    if (instead !== undefined) {
-      const hint =
-        `credentials are read from files only: mount the secret and give its path as ` +
-        `\`${instead}: /path/to/file\``;
-      return { ...problem, hint };
-    }
-    const sinks = (input as { sinks?: Record<string, { type?: unknown }> } | undefined)?.sinks;
-    const keys = SINK_KEYS[String(sinks?.[at[1] as string]?.type)];
-    const guess = keys && didYouMean(key, keys);
-    if (keys === undefined) return problem;
-    const hint = guess
-      ? `did you mean "${guess}"?`
-      : `remove it; a sink of this type takes ${keys.join(", ")}`;
+    const instead = INLINE_SECRETS[at[2] as string];
+    if (instead === undefined) return problem;
+    const hint =
+      `credentials are read from files only: mount the secret and give its path as ` +
+      `\`${instead}: /path/to/file\``;
     return { ...problem, hint };
   });
 }
@@ -193,13 +171,7 @@ export function loadSinksFile(path: string, source?: Source): LoadedSinks {
     return { path, file: data, lineOf: file.lineOf };
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    let input: unknown;
-    try {
-      input = loadDocumentFile(path, z.unknown(), origin).data;
-    } catch {
-      throw err;
-    }
-    throw new ConfigError(sinkKeyHints(err.problems, input), err.notes);
+    throw new ConfigError(sinkKeyHints(err.problems), err.notes);
   }
 }
 
