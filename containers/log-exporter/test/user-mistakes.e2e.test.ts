@@ -196,4 +196,24 @@ describe("log-exporter with an elasticsearch that fails", () => {
     );
     expect(retry.length).toBeLessThan(2000);
   });
+
+  it("says which credentials to check when Elasticsearch refuses them", async () => {
+    const es = await startFakeElasticsearch({ requestStatus: () => 401 });
+    fakes.push(es);
+    const ws = workspace();
+    const sinks = sinksFile(ws.dir, { type: "elasticsearch", nodes: [es.url], index: "logs" });
+    writeFileSync(join(ws.logs, "build.log"), "one line\n");
+    const run = startExporter([...baseArgs(ws, sinks), "--drain-timeout", "1s"]);
+    await waitFor(() => run.stdout().includes("could not deliver a batch"), "a retry");
+    finishWorkload(ws.lifecycle);
+
+    expect(await run.exited).toBe(3);
+    const retry = run
+      .stdout()
+      .split("\n")
+      .find((line) => line.includes("could not deliver a batch")) as string;
+    expect(JSON.parse(retry).err.message).toMatch(
+      /^_bulk answered 401: .*; check the sink's username and passwordFile, or apiKeyFile/,
+    );
+  });
 });

@@ -271,7 +271,13 @@ export function requestError(err: unknown): Error {
       e && typeof e === "object"
         ? itemReason({ status: err.statusCode ?? 0, error: e })
         : err.message;
-    return new Error(`_bulk answered ${err.statusCode}: ${why}`);
+    // Credentials are retried too (a rotated secret may be remounted), but the log says what
+    // to fix.
+    const fix =
+      err.statusCode === 401 || err.statusCode === 403
+        ? "; check the sink's username and passwordFile, or apiKeyFile, and the role's index privileges"
+        : "";
+    return new Error(`_bulk answered ${err.statusCode}: ${why}${fix}`);
   }
   if (!(err instanceof Error)) return new Error(String(err));
   const short = new Error(err.message);
