@@ -37,6 +37,17 @@ export const runCommand = defineCommand({
       await exporter.close();
     }
   },
+  // --print-config reads the push file as a run would: its mistakes are configuration errors
+  // there too, and it shows where pushes go (never the password).
+  effective: async (config) => {
+    if (config.pushConfig === undefined) return {};
+    const problems: Problem[] = [];
+    const { data, file } = loadDocumentFile(config.pushConfig, pushFileSchema);
+    const push = pushOptions(data, file.lineOf, config, {}, problems);
+    if (problems.length > 0) throw new ConfigError(problems);
+    const target = push?.target;
+    return { push: { url: target?.url, job: target?.job, retention: push?.retention } };
+  },
 });
 
 /** Builds the exporter's options; every configuration problem is reported at once. */

@@ -195,6 +195,25 @@ describe("metrics-exporter bundle", () => {
     expect(entry.msg).not.toContain(".prom:0");
   }, 60_000);
 
+  it("reads the push file for --print-config as a run would", async () => {
+    const good = join(work, "print-push.yaml");
+    await writeFile(good, `pushgateway:\n  url: ${gateway.url}\n  job: printed\n`);
+    const shown = start(["--print-config", "--push-config", good], {
+      BUILDPOD_LIFECYCLE_DIR: join(work, "print"),
+    });
+    expect(await shown.exited).toBe(0);
+    expect(JSON.parse(shown.out())).toMatchObject({ push: { url: gateway.url, job: "printed" } });
+
+    const bad = join(work, "print-push-creds.yaml");
+    await writeFile(bad, "pushgateway:\n  url: https://ci:hunter2-pw@pushgateway:9091\n");
+    const refused = start(["--print-config", "--push-config", bad], {
+      BUILDPOD_LIFECYCLE_DIR: join(work, "print"),
+    });
+    expect(await refused.exited).toBe(2);
+    expect(refused.err()).toContain(`pushgateway.url (${bad} line 2)`);
+    expect(refused.out() + refused.err()).not.toContain("hunter2-pw");
+  }, 60_000);
+
   it("exits 2 naming every configuration problem", async () => {
     const run = start(["--datadog", "api", "--datadog-dogstatsd-port", "99999"], {
       BUILDPOD_LIFECYCLE_DIR: join(work, "cfg"),
