@@ -268,10 +268,11 @@ export class Pusher extends EventEmitter<PusherEvents> {
   private async wait(attempt: number, result: Attempt, signal: AbortSignal): Promise<boolean> {
     const ceiling = Math.min(this.retry.maxMs, this.retry.minMs * 2 ** (attempt - 1));
     const delay_ms = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    // An attempt cut short by the drain (or the stop) is not retried here: no "retrying".
+    if (signal.aborted) return false;
     if (!result.ok) {
       this.emit("retry", { attempt, reason: result.reason, status: result.status, delay_ms });
     }
-    if (signal.aborted) return false;
     return new Promise<boolean>((resolve) => {
       // Not unref'd: in the drain this wait may be all that is left, and an empty event loop
       // would end the process before the retry; `signal` (stop or the drain's) clears it.
