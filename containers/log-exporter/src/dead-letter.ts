@@ -19,13 +19,15 @@ export class DeadLetterFile {
    * Writes the rejections synchronously: they must be on disk before the checkpoint that
    * covers them is committed, or a crash in between would lose them.
    */
-  write(sink: string, rejections: readonly Rejection[]): void {
+  write(sink: { name: string; type: string }, rejections: readonly Rejection[]): void {
     if (rejections.length === 0) return;
     mkdirSync(dirname(this.path), { recursive: true });
     const lines = rejections.map((r) =>
       JSON.stringify({
         "@timestamp": new Date(r.record.time).toISOString(),
-        sink,
+        // The sink's name in the sinks file, as the summary and the logs call it.
+        sink: sink.name,
+        sink_type: sink.type,
         status: r.status,
         reason: r.reason,
         id: recordId(r.record),

@@ -26,6 +26,8 @@ export interface Envelope {
 
 export interface PipelineOptions {
   sink: Sink;
+  /** The sink's name in the sinks file, for the dead-letter file. */
+  sinkName: string;
   deadLetter: DeadLetterFile;
   /** A batch is sent once its records reach this many bytes. */
   maxBatchBytes: number;
@@ -124,7 +126,8 @@ export class Pipeline {
     this.stats.batches++;
     try {
       const result = await this.#options.sink.send(batch, signal);
-      this.#options.deadLetter.write(this.#options.sink.kind, result.rejected);
+      const sink = { name: this.#options.sinkName, type: this.#options.sink.kind };
+      this.#options.deadLetter.write(sink, result.rejected);
       this.stats.delivered += result.delivered;
       this.stats.rejected += result.rejected.length;
       for (const e of entries) e.settled = true;

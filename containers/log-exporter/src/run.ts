@@ -100,6 +100,7 @@ async function run(ctx: RunContext<Config>) {
   const deliverySignal = AbortSignal.any([ctx.signal, ctx.lifecycle.drainSignal()]);
   const pipeline = new Pipeline({
     sink,
+    sinkName: chosen.name,
     deadLetter,
     maxBatchBytes: config.batchBytes,
     flushIntervalMs: config.flushInterval,

@@ -124,7 +124,8 @@ describe("log-exporter with elasticsearch", () => {
     expect(JSON.parse(dead[0] as string)).toMatchObject({
       message: "bad mapping",
       status: 400,
-      sink: "elasticsearch",
+      sink: "main",
+      sink_type: "elasticsearch",
     });
     expect(run.summary()).toMatchObject({ delivered: 2, dead_lettered: 1 });
     // A 400 is never retried.
