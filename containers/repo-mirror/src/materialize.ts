@@ -62,7 +62,7 @@ async function freshCheckout(run: Run): Promise<void> {
       return;
     } catch (e) {
       if (e instanceof CheckoutError || o.signal?.aborted) throw e;
-      await cacheFailed(run, e as Error);
+      await cacheFailed(run, e as Error, lookup.path);
     }
   } else {
     run.result.source = "miss";
@@ -90,9 +90,12 @@ function missReason(lookup: MirrorLookup): string {
 }
 
 /** The mirror failed us mid-way: mark it if it looks corrupt, empty dest, use origin. */
-async function cacheFailed(run: Run, err: Error): Promise<void> {
+async function cacheFailed(run: Run, err: Error, mirror: string): Promise<void> {
   const o = run.o;
-  const corrupt = err instanceof GitError && classifyFailure(err.stderr) === "corrupt";
+  const looksCorrupt = err instanceof GitError && classifyFailure(err.stderr) === "corrupt";
+  // A copy that lost every retry to a repack looks the same as a corrupt mirror. Only a mirror
+  // that fails git's own check is marked: a mark makes the next sync clone it anew from origin.
+  const corrupt = looksCorrupt && !(await mirrorIsSound(run, mirror));
   run.result.source = "fallback";
   run.result.cacheReason = corrupt
     ? "mirror is corrupt"
@@ -117,6 +120,17 @@ async function cacheFailed(run: Run, err: Error): Promise<void> {
     else run.result.brokenMarkWritten = true;
   }
   await emptyDir(o.dest);
+}
+
+/** Whether the mirror passes `git fsck --connectivity-only` now (every object reachable). */
+async function mirrorIsSound(run: Run, mirror: string): Promise<boolean> {
+  try {
+    const args = ["fsck", "--connectivity-only", "--no-dangling", "--no-progress"];
+    await git(args, run.gitOpts("prepare", mirror));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function cloneFromMirror(run: Run, mirror: string, link: string): Promise<void> {

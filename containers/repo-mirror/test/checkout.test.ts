@@ -268,11 +268,8 @@ describe("origin unreachable", () => {
 
 describe("origin unreachable on a cache miss", () => {
   it("fails as origin unreachable, saying what to check", async () => {
-    const down = new Daemon(root);
-    await down.start();
-    const downUrl = down.url("app");
-    await down.stop();
-
+    // Port 1 on loopback: nothing listens there, and no other test's server can take it.
+    const downUrl = "git://127.0.0.1:1/app";
     const err = await checkout(downUrl, dest(), {
       cache: join(root, "no-cache-here"),
       target: { commit: "HEAD", ref: "main" },
