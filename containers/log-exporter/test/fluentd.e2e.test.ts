@@ -46,12 +46,7 @@ describe("log-exporter with fluentd", () => {
     finishWorkload(ws.lifecycle);
     expect(await run.exited).toBe(3);
 
-    const lines = run
-      .stdout()
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l));
-    const warnings = lines.filter((l) => l.msg.startsWith("could not reach the sink"));
+    const warnings = run.logLines().filter((l) => l.msg.startsWith("could not reach the sink"));
     // The first failed attempt is told at once; the next ones at most every 10 s.
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatchObject({ level: "warn", sink: "main", attempt: 1 });

@@ -17,6 +17,10 @@ export function workspace(): { dir: string; logs: string; lifecycle: string; sta
   return { dir, logs, lifecycle, state };
 }
 
+/** One JSON log line, read loosely: its message and whatever fields it carries. */
+// biome-ignore lint/suspicious/noExplicitAny: log lines carry different fields
+export type LogLine = { msg: string } & Record<string, any>;
+
 export interface Exporter {
   child: ChildProcess;
   stdout(): string;
@@ -25,6 +29,8 @@ export interface Exporter {
   exited: Promise<number | string>;
   /** The JSON summary line's `summary` object (after exit). */
   summary(): Record<string, unknown>;
+  /** Every JSON log line on stdout so far, parsed. */
+  logLines(): LogLine[];
 }
 
 /** Starts the exporter with these flags and env (plus a minimal, loopback-only environment). */
@@ -65,6 +71,11 @@ export function startExporter(
       const line = out.split("\n").find((l) => l.includes('"msg":"summary"'));
       return line ? (JSON.parse(line).summary as Record<string, unknown>) : {};
     },
+    logLines: () =>
+      out
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as LogLine),
   };
 }
 

@@ -32,6 +32,20 @@ function ours(f: FakeCloudLogging): FakeLogEntry[] {
   return f.entries.filter((e) => e.logName === "projects/proj/logs/jobs");
 }
 
+/** The sink of these tests: Cloud Logging on a loopback port, without TLS. */
+function sinkAt(port: number) {
+  return {
+    type: "stackdriver",
+    projectId: "proj",
+    logId: "jobs",
+    location: "europe-west1",
+    clusterName: "ci",
+    apiEndpoint: "127.0.0.1",
+    port,
+    insecure: true,
+  };
+}
+
 describe("log-exporter with stackdriver", () => {
   it("writes k8s_container entries, splits an oversized line and dead-letters refused entries", async () => {
     fake = await startFakeCloudLogging({
@@ -41,16 +55,7 @@ describe("log-exporter with stackdriver", () => {
         message(entry) === "refused" ? { code: 3, message: "invalid entry" } : undefined,
     });
     const ws = workspace();
-    const sinks = sinksFile(ws.dir, {
-      type: "stackdriver",
-      projectId: "proj",
-      logId: "jobs",
-      location: "europe-west1",
-      clusterName: "ci",
-      apiEndpoint: "127.0.0.1",
-      port: fake.port,
-      insecure: true,
-    });
+    const sinks = sinksFile(ws.dir, sinkAt(fake.port));
     const long = "y".repeat(600 * 1024);
     writeFileSync(join(ws.logs, "a.log"), `first\nrefused\n${long}\nlast\n`);
     const run = startExporter(baseArgs(ws, sinks), { POD_NAME: "job-pod", POD_NAMESPACE: "ci" });
@@ -82,27 +87,14 @@ describe("log-exporter with stackdriver", () => {
     const port = closed.port;
     await closed.close();
     const ws = workspace();
-    const sinks = sinksFile(ws.dir, {
-      type: "stackdriver",
-      projectId: "proj",
-      logId: "jobs",
-      location: "europe-west1",
-      clusterName: "ci",
-      apiEndpoint: "127.0.0.1",
-      port,
-      insecure: true,
-    });
+    const sinks = sinksFile(ws.dir, sinkAt(port));
     writeFileSync(join(ws.logs, "a.log"), "waits\n");
     const run = startExporter([...baseArgs(ws, sinks), "--drain-timeout", "2s"]);
     await waitFor(() => run.stdout().includes("could not reach the sink"), "the warning");
     finishWorkload(ws.lifecycle);
 
     expect(await run.exited).toBe(3);
-    const lines = run
-      .stdout()
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as { msg: string });
+    const lines = run.logLines();
     expect(lines.filter((l) => l.msg.startsWith("could not reach the sink"))).toHaveLength(1);
     expect(lines.some((l) => l.msg === "could not deliver a batch; retrying")).toBe(false);
     expect(run.summary()).toMatchObject({ undelivered: 1 });
