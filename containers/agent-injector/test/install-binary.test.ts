@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inMountNamespace } from "../../../test/mount-namespace.ts";
 import { installBinary, readImageVersion, recordVersion } from "../src/install-binary.ts";
 
 const run = promisify(execFile);
@@ -103,31 +104,14 @@ describe("installBinary", () => {
   });
 });
 
-/**
- * Real file system failures, not mocks: the fixture runs in a private mount namespace
- * (`unshare --mount`) whose tmpfs vanishes with it. Root mounts directly; any other user maps
- * itself to root in a new user namespace first.
- */
+/** Installs the agent onto a tmpfs mounted with `mountOptions`, in a private mount namespace. */
 async function installInNamespace(mountOptions: string, destSub: string) {
   const mountPoint = await mkdtemp(join(dir, "mnt-"));
-  const userns = process.getuid?.() === 0 ? [] : ["--user", "--map-root-user"];
-  const script = 'mount -t tmpfs -o "$1" tmpfs "$2" && shift 2 && exec "$@"';
-  const { stdout } = await run("unshare", [
-    ...userns,
-    "--mount",
-    "--propagation",
-    "private",
-    "/bin/sh",
-    "-c",
-    script,
-    "sh",
-    mountOptions,
-    mountPoint,
-    process.execPath,
-    fixture,
-    agent,
-    join(mountPoint, destSub),
-  ]);
+  const stdout = await inMountNamespace(
+    'mount -t tmpfs -o "$1" tmpfs "$2"',
+    [mountOptions, mountPoint],
+    [process.execPath, fixture, agent, join(mountPoint, destSub)],
+  );
   return JSON.parse(stdout) as { ok: boolean; reason?: string; message?: string };
 }
 

@@ -2,14 +2,13 @@
 // in a private mount namespace (`unshare --mount`) where the root is a read-only bind mount,
 // uploads every file to a `dir:` store outside it. Any write under the root would fail there
 // with EROFS, so a clean run shows that the uploader only ever reads its files.
-import { execFile, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inMountNamespace } from "../../../test/mount-namespace.ts";
 
-const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, "../../..");
 const BUNDLE = path.join(ROOT, "containers/artifact-uploader/dist/artifact-uploader.mjs");
 let dir: string;
@@ -38,29 +37,21 @@ describe("artifact-uploader on a read-only artifacts volume", () => {
     // The workload has finished: one drain pass over the tree, then exit.
     await writeFile(path.join(lifecycle, "workload-finished"), "0\n");
 
-    const userns = process.getuid?.() === 0 ? [] : ["--user", "--map-root-user"];
-    const script =
-      'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && touch "$2/probe" 2>/dev/null && exit 99; shift 2 && exec "$@"';
-    const { stdout } = await run("unshare", [
-      ...userns,
-      "--mount",
-      "--propagation",
-      "private",
-      "/bin/sh",
-      "-c",
-      script,
-      "sh",
-      source,
-      mounted,
-      process.execPath,
-      BUNDLE,
-      "--root",
-      mounted,
-      "--store",
-      `dir:${store}`,
-      "--lifecycle-dir",
-      lifecycle,
-    ]);
+    // The probe proves the bind mount is read-only before the uploader runs on it.
+    const stdout = await inMountNamespace(
+      'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && ! touch "$2/probe" 2>/dev/null',
+      [source, mounted],
+      [
+        process.execPath,
+        BUNDLE,
+        "--root",
+        mounted,
+        "--store",
+        `dir:${store}`,
+        "--lifecycle-dir",
+        lifecycle,
+      ],
+    );
 
     const summary = stdout
       .split("\n")
