@@ -354,6 +354,14 @@ async function main(): Promise<void> {
     metric("node -e 0: CPU time", base.cpuMs, "ms", { note: "median of 5" }),
     metric("node -e 0: RSS at exit", base.rss, "MiB"),
   ];
+  // On a fresh install, the page cache may hold the just-written node binary in large folios,
+  // and every page of the binary a process touches then maps a whole folio: about 25 MiB more
+  // file-backed RSS for every process alike, which swamps the figures (seen on Linux 6.18).
+  if (base.rss > 55) {
+    notes.push(
+      `node -e 0 holds ${base.rss.toFixed(0)} MiB (about 43 is usual): the node binary was probably written just now and sits in the page cache in large folios; as root, \`sync; echo 3 > /proc/sys/vm/drop_caches\` and run the bench again`,
+    );
+  }
 
   for (const spec of specs) {
     const exit = atExit([spec.outfile, "--version"]);
