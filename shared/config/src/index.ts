@@ -2,7 +2,6 @@
  * @buildpod/config: option schemas, their sources (flags > env > config file > defaults) and
  * validation that reports every problem at once. Secrets are read from files, never printed.
  */
-export { z } from "zod";
 export {
   type DocumentOrigin,
   loadDocument,
@@ -31,3 +30,4 @@ export {
   type Source,
 } from "./problems.ts";
 export { byteSize, duration, listenAddress, parseByteSize, parseDuration } from "./values.ts";
+export * as z from "./zod.ts";
