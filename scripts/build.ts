@@ -231,10 +231,10 @@ function lazyModuleSource(
 }
 
 /**
- * Packages that a bundled library requires at its top level but uses only inside functions
- * that buildpod never calls. Each such require, from the importing files matched here, gets
- * an object that requires the real package at the first property read, so the package is
- * neither evaluated nor does it load what it needs in turn.
+ * Packages that a bundled module imports at its top level but uses only inside functions that
+ * buildpod never calls, or that only some runs call. Each such import, from the importing files
+ * matched here, gets an object that requires the real package at the first property read, so
+ * the package is neither evaluated nor does it load what it needs in turn until then.
  *
  * - `@elastic/transport` requires undici for its UndiciConnection, whose constructor is the
  *   only place that touches it; the elasticsearch sink sends through HttpConnection. Loading
@@ -243,11 +243,15 @@ function lazyModuleSource(
  *   to Elasticsearch, which is the case issue 5's memory goal is measured in.
  * - It also requires hpagent, which is only used for a proxy and which subclasses
  *   `https.Agent` as it loads, so it loads `node:https` and OpenSSL with it.
+ * - `@buildpod/config` parses YAML only when a run reads a config file or a document (a sinks
+ *   or push file); most runs read neither, and evaluating yaml costs an idle sidecar 1.5 MiB.
  */
 const ELASTIC_CONNECTIONS = /[\\/]@elastic[\\/]transport[\\/](lib|esm)[\\/]connection[\\/]/;
+const CONFIG_DOCUMENT = /[\\/]shared[\\/]config[\\/]src[\\/]document\.ts$/;
 const LAZY_REQUIRES: { pkg: string; importer: RegExp }[] = [
   { pkg: "undici", importer: ELASTIC_CONNECTIONS },
   { pkg: "hpagent", importer: ELASTIC_CONNECTIONS },
+  { pkg: "yaml", importer: CONFIG_DOCUMENT },
 ];
 
 const lazyRequires: esbuild.Plugin = {
