@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   ConfigError,
   didYouMean,
@@ -144,7 +145,6 @@ async function runCommand(run: Run): Promise<number> {
   const config = loaded.config as Record<string, unknown>;
   const common = config as unknown as CommonConfig;
   const metrics = new Registry();
-  collectDefaultMetrics({ register: metrics });
   const stop = new AbortController();
   const hardStop = Promise.withResolvers<number>();
   const lifecycle = createLifecycle({
@@ -174,6 +174,7 @@ async function runCommand(run: Run): Promise<number> {
       server = await startHealthServer({
         ...listen,
         registry: metrics,
+        beforeFirstScrape: () => registerProcessMetrics(metrics),
         isReady: () => ready,
       }).catch((err: NodeJS.ErrnoException) => {
         throw new BuildpodError(
@@ -232,6 +233,17 @@ async function runCommand(run: Run): Promise<number> {
     outcome.exitReason,
   );
   return outcome.exitCode;
+}
+
+/**
+ * Registers Node's process metrics with the registry a container's health server serves, at
+ * its first scrape (see startHealthServer). The event loop delay is sampled every 10 ms from
+ * then on, so the first answer waits for a few samples: it would report an empty histogram
+ * (a mean of NaN) otherwise. Garbage collections are counted from the first scrape on.
+ */
+async function registerProcessMetrics(registry: Registry): Promise<void> {
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
+  await sleep(30);
 }
 
 // How long past its drain deadline a sidecar's own code may take to report before the runtime
