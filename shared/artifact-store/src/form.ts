@@ -3,9 +3,11 @@ import { Readable } from "node:stream";
 
 /**
  * Boundaries are this process's random prefix plus a counter: unpredictable to whoever wrote
- * the files, unique per body, and without a call into the random generator per file.
+ * the files, unique per body, and without a call into the random generator per file. The
+ * prefix is drawn for the first body, not as the module loads: the random generator loads
+ * OpenSSL, 2 MiB of RSS that a sidecar with nothing to upload yet would hold while it idles.
  */
-const BOUNDARY_PREFIX = `----buildpod${randomBytes(12).toString("hex")}`;
+let boundaryPrefix: string | undefined;
 let bodies = 0;
 
 /**
@@ -20,7 +22,8 @@ export function formBody(
   file: { field: string; filename: string; contentType: string; size: number },
   content: Buffer | (() => Readable),
 ): { contentType: string; length: number; body: () => Readable | Buffer } {
-  const boundary = `${BOUNDARY_PREFIX}${(bodies++).toString(36)}`;
+  boundaryPrefix ??= `----buildpod${randomBytes(12).toString("hex")}`;
+  const boundary = `${boundaryPrefix}${(bodies++).toString(36)}`;
   let head = "";
   for (const [name, value] of fields) {
     head += `--${boundary}\r\ncontent-disposition: form-data; name="${quoteName(name)}"\r\n\r\n`;
