@@ -8,7 +8,6 @@ import type { Logger } from "@buildpod/runtime";
 import picomatch from "picomatch";
 import type { Metrics } from "../metrics.ts";
 import type { Envelope } from "../pipeline.ts";
-import { originKey } from "../record.ts";
 import type { MultilineOptions } from "./assemble.ts";
 import { FileSource } from "./files.ts";
 import { PodLogSource } from "./pod-log.ts";
@@ -67,10 +66,7 @@ export async function buildSources(
       new FileSource({
         name,
         root,
-        checkpointFile: join(
-          stateDir,
-          `checkpoints-${originKey(root, ...(extra.include ?? []))}.json`,
-        ),
+        checkpointFile: join(stateDir, checkpointName(root, ...(extra.include ?? []))),
         jobKey,
         maxLineBytes: config.maxLineBytes,
         maxBufferedBytes: config.maxBufferedBytes,
@@ -216,4 +212,19 @@ function multilineOf(config: SourcesConfig): MultilineOptions | undefined {
     ]);
   }
   return { firstLine, timeoutMs: config.multilineTimeout, maxLines: config.multilineMaxLines };
+}
+
+/**
+ * The checkpoint file of a source, named by a 64-bit FNV-1a hash of its root and patterns in
+ * hex. The name only has to tell one container's few sources apart and stay the same across
+ * its restarts. It is not a SHA-256 (as the origin keys of records are) because it is made at
+ * start, and hashing with node:crypto then would load OpenSSL, 2 MiB of RSS, into a
+ * log-exporter that has no file to read yet.
+ */
+export function checkpointName(...parts: string[]): string {
+  let hash = 0xcbf29ce484222325n;
+  for (const byte of Buffer.from(parts.join("\u0000"))) {
+    hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return `checkpoints-${hash.toString(16).padStart(16, "0")}.json`;
 }
