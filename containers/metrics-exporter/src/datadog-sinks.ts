@@ -6,14 +6,21 @@
  * for it, which cannot live in the single-file bundle, and Node.js has no datagram Unix
  * sockets of its own. Use the Agent's UDP port (hostPort or `DD_AGENT_HOST`) or the API.
  */
-import { promisify } from "node:util";
 import { gzip } from "node:zlib";
 import { loadUndici } from "@buildpod/runtime";
 import { StatsD } from "hot-shots";
 import type { Dispatcher } from "undici";
 import type { DatadogPoint } from "./datadog.ts";
 
-const gzipAsync = promisify(gzip);
+/**
+ * gzip as a promise. Not `promisify(gzip)` at the top: reading `gzip` loads node:zlib, which the
+ * bundle loads only when it is used, and most runs never send to the Datadog API.
+ */
+function gzipAsync(data: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    gzip(data, (err, out) => (err ? reject(err) : resolve(out)));
+  });
+}
 
 /** What one `send` achieved. */
 export interface SendResult {

@@ -6,8 +6,7 @@
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { promisify } from "node:util";
-import { gzip } from "node:zlib";
+import { gzip, type ZlibOptions } from "node:zlib";
 import {
   makeSample,
   OPENMETRICS_CONTENT_TYPE,
@@ -22,7 +21,15 @@ import { CONFLICT_KINDS, type Conflict, type MergedFamily, mergeFiles } from "./
 import { type Family, type ParseProblem, seriesOf } from "./parse.ts";
 import type { TextFile } from "./textfiles.ts";
 
-const gzipAsync = promisify(gzip);
+/**
+ * gzip as a promise. Not `promisify(gzip)` at the top: reading `gzip` loads node:zlib, which the
+ * bundle loads only when it is used, at the first scrape that asks for gzip.
+ */
+function gzipAsync(data: Buffer, options: ZlibOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    gzip(data, options, (err, out) => (err ? reject(err) : resolve(out)));
+  });
+}
 
 /** Names shared with node_exporter's textfile collector, so existing alerts keep working. */
 export const MTIME_METRIC = "node_textfile_mtime_seconds";
