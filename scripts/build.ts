@@ -245,13 +245,17 @@ function lazyModuleSource(
  *   `https.Agent` as it loads, so it loads `node:https` and OpenSSL with it.
  * - `@buildpod/config` parses YAML only when a run reads a config file or a document (a sinks
  *   or push file); most runs read neither, and evaluating yaml costs an idle sidecar 1.5 MiB.
+ * - The metrics-exporter's DogStatsD sink creates a hot-shots client only with `--datadog
+ *   dogstatsd`; hot-shots loads `node:net` and `node:dgram` as it is evaluated.
  */
 const ELASTIC_CONNECTIONS = /[\\/]@elastic[\\/]transport[\\/](lib|esm)[\\/]connection[\\/]/;
 const CONFIG_DOCUMENT = /[\\/]shared[\\/]config[\\/]src[\\/]document\.ts$/;
+const DATADOG_SINKS = /[\\/]metrics-exporter[\\/]src[\\/]datadog-sinks\.ts$/;
 const LAZY_REQUIRES: { pkg: string; importer: RegExp }[] = [
   { pkg: "undici", importer: ELASTIC_CONNECTIONS },
   { pkg: "hpagent", importer: ELASTIC_CONNECTIONS },
   { pkg: "yaml", importer: CONFIG_DOCUMENT },
+  { pkg: "hot-shots", importer: DATADOG_SINKS },
 ];
 
 const lazyRequires: esbuild.Plugin = {
