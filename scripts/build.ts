@@ -167,12 +167,14 @@ const requireBuiltins: esbuild.Plugin = {
  * Built-ins that a bundled library loads at its top level but that most runs never use, each
  * costly to load: `tls` and `https` initialise OpenSSL (8 MiB of RSS with `crypto`, measured
  * with Node 24), prom-client loads `https` and `zlib` for its Pushgateway client, hot-shots
- * `dgram`, pino `worker_threads`. Each resolves to an object with one getter per export name
- * (read from this Node at build time) that loads the real module on first use, so a program
- * that never sends over TLS never pays for OpenSSL. Only modules whose export is a plain object
- * are listed: `events`, `stream` or `assert` export a function, which a getter object cannot be.
+ * `dgram`, pino `worker_threads`, sonic-boom `assert`. Each resolves to an object with one
+ * getter per export name (read from this Node at build time) that loads the real module on first
+ * use, so a program that never sends over TLS never pays for OpenSSL; `assert`, a function,
+ * resolves to a function that loads it when called. `events` and `stream` are not listed: their
+ * exports are classes that bundled code extends, which no stand-in can be.
  */
 const LAZY_BUILTINS = new Set([
+  "assert",
   "child_process",
   "cluster",
   "crypto",
@@ -191,16 +193,21 @@ function lazyBuiltinSource(specifier: string): string {
   const data = EAGER_DATA[specifier.replace(/^node:/, "")] ?? [];
   const names = Object.keys(real).filter((name) => !data.includes(name));
   const copies = Object.fromEntries(data.map((name) => [name, real[name]]));
-  return lazyModuleSource(specifier, names, copies);
+  return lazyModuleSource(specifier, names, copies, typeof real === "function");
 }
 
 /**
  * Exports that are plain data, copied into the bundle at build time so that reading them
  * loads nothing. undici reads `http2.constants` (header names and protocol numbers of RFC
  * 9113) as it is evaluated, and would load `node:http2` (9 MiB of RSS) with it although it
- * only speaks HTTP/2 when asked to.
+ * only speaks HTTP/2 when asked to. pino reads `worker_threads.isMainThread` as it is
+ * evaluated: true at build time, and true wherever a bundle runs, since a bundle is a program
+ * that `node` starts, never code loaded into a worker thread.
  */
-const EAGER_DATA: Record<string, string[]> = { http2: ["constants"] };
+const EAGER_DATA: Record<string, string[]> = {
+  http2: ["constants"],
+  worker_threads: ["isMainThread"],
+};
 
 /**
  * A CommonJS module with one getter per export name that requires `specifier` on first use,
@@ -212,12 +219,19 @@ function lazyModuleSource(
   specifier: string,
   names: string[],
   copies: Record<string, unknown> = {},
+  callable = false,
 ): string {
+  // A module that exports a function gets a function that calls or constructs the real one.
+  // It cannot stand in as a base class (`class X extends ...`), so such modules are left out.
+  const base = callable
+    ? "Object.assign(function (...args) { return new.target ? Reflect.construct(load(), args, new.target) : load().apply(this, args); }, " +
+      `${JSON.stringify(copies)})`
+    : JSON.stringify(copies);
   return [
     `const names = ${JSON.stringify(names)};`,
     "let real;",
     `const load = () => (real ??= require(${JSON.stringify(specifier)}));`,
-    `const lazy = ${JSON.stringify(copies)};`,
+    `const lazy = ${base};`,
     "for (const name of names) {",
     "  Object.defineProperty(lazy, name, {",
     "    enumerable: true,",
@@ -247,15 +261,21 @@ function lazyModuleSource(
  *   or push file); most runs read neither, and evaluating yaml costs an idle sidecar 1.5 MiB.
  * - The metrics-exporter's DogStatsD sink creates a hot-shots client only with `--datadog
  *   dogstatsd`; hot-shots loads `node:net` and `node:dgram` as it is evaluated.
+ * - pino's `transport()` (logging through a worker thread) is never used: the runtime's logger
+ *   writes to a stream. Its module loads thread-stream and `node:worker_threads`.
  */
 const ELASTIC_CONNECTIONS = /[\\/]@elastic[\\/]transport[\\/](lib|esm)[\\/]connection[\\/]/;
 const CONFIG_DOCUMENT = /[\\/]shared[\\/]config[\\/]src[\\/]document\.ts$/;
 const DATADOG_SINKS = /[\\/]metrics-exporter[\\/]src[\\/]datadog-sinks\.ts$/;
+const PINO_MAIN = /[\\/]pino[\\/]pino\.js$/;
+const PINO_TOOLS = /[\\/]pino[\\/]lib[\\/]tools\.js$/;
 const LAZY_REQUIRES: { pkg: string; importer: RegExp }[] = [
   { pkg: "undici", importer: ELASTIC_CONNECTIONS },
   { pkg: "hpagent", importer: ELASTIC_CONNECTIONS },
   { pkg: "yaml", importer: CONFIG_DOCUMENT },
   { pkg: "hot-shots", importer: DATADOG_SINKS },
+  { pkg: "./lib/transport", importer: PINO_MAIN },
+  { pkg: "./transport", importer: PINO_TOOLS },
 ];
 
 const lazyRequires: esbuild.Plugin = {
@@ -272,8 +292,13 @@ const lazyRequires: esbuild.Plugin = {
     build.onLoad({ filter: /.*/, namespace }, (args) => {
       const { resolveDir } = args.pluginData as { resolveDir: string };
       // The export names, read from the very copy the importer would get.
-      const names = Object.keys(createRequire(path.join(resolveDir, "x.js"))(args.path) as object);
-      return { contents: lazyModuleSource(args.path, names), loader: "js", resolveDir };
+      const real = createRequire(path.join(resolveDir, "x.js"))(args.path) as object;
+      const callable = typeof real === "function";
+      return {
+        contents: lazyModuleSource(args.path, Object.keys(real), {}, callable),
+        loader: "js",
+        resolveDir,
+      };
     });
   },
 };
