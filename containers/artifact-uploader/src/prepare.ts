@@ -46,7 +46,7 @@ export async function prepare(
 ): Promise<Prepared> {
   if (realRootPath !== undefined && file.size <= KEEP_CONTENT_LIMIT) {
     const small = readSmall(root, realRootPath, file);
-    if (small) return fromMemory(file, small, contentTypeOverride);
+    if (small) return fromMemory(file, small, await contentTypeFor(file.path, contentTypeOverride));
   }
   const opened = await openInsideRoot(root, file.path);
   const { handle } = opened;
@@ -58,7 +58,7 @@ export async function prepare(
       size: digest.size,
       sha1: digest.sha1,
       sha256: digest.sha256,
-      contentType: contentTypeFor(file.path, contentTypeOverride),
+      contentType: await contentTypeFor(file.path, contentTypeOverride),
       read: (start, end) => readRange(handle, start, end),
       content: digest.content,
     };
@@ -77,7 +77,7 @@ export function realRoot(root: string): Promise<string> {
 function fromMemory(
   file: FileInfo,
   small: { bytes: Buffer; info: FileInfo },
-  contentTypeOverride?: string,
+  contentType: string,
 ): Prepared {
   const digest = digestBytes(small.bytes);
   const content = small.bytes;
@@ -87,7 +87,7 @@ function fromMemory(
     size: digest.size,
     sha1: digest.sha1,
     sha256: digest.sha256,
-    contentType: contentTypeFor(file.path, contentTypeOverride),
+    contentType,
     read: (start, end) => Readable.from([content.subarray(start, end)]),
     content,
   };
