@@ -39,6 +39,15 @@ export const exportCommand = defineCommand({
     const chosen = chooseSink(sinks?.file, config.sink);
     return { sink: chosen.name, sinkType: chosen.spec.type };
   },
+  // Records on stdout leave it to them: the program's own lines go to stderr.
+  stdoutIsOutput: (config) => {
+    if (!config.sinks) return true;
+    try {
+      return chooseSink(loadSinksFile(config.sinks).file, config.sink).spec.type === "stdout";
+    } catch {
+      return false; // the run reports the sinks file's problems
+    }
+  },
 });
 
 async function run(ctx: RunContext<Config>) {

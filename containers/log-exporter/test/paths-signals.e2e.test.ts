@@ -55,4 +55,31 @@ describe("log-exporter paths and stop signals", () => {
     // The summary still names the sink and what was not delivered.
     expect(run.summary()).toMatchObject({ sink: "main", delivered: 0, interrupted: true });
   });
+
+  it.each([
+    ["without a sinks file", (_dir: string): string[] => []],
+    ["with a stdout sink", (dir: string) => ["--sinks", sinksFile(dir, { type: "stdout" })]],
+  ])(
+    "keeps stdout for the records %s: its own lines and summary go to stderr",
+    async (_, sinkArgs) => {
+      const ws = workspace();
+      writeFileSync(join(ws.logs, "a.log"), "first record\nsecond record\n");
+      const args = ["--logs", ws.logs, "--lifecycle-dir", ws.lifecycle, "--state-dir", ws.state];
+      const run = startExporter([...args, ...sinkArgs(ws.dir), "--flush-interval", "100ms"]);
+      await waitFor(() => run.stdout().includes("second record"), "the records on stdout");
+      finishWorkload(ws.lifecycle);
+      expect(await run.exited).toBe(0);
+
+      const records = run.logLines();
+      expect(records.map((r) => r.message)).toEqual(["first record", "second record"]);
+      expect(records.every((r) => r.level === undefined && r.msg === undefined)).toBe(true);
+      const own = run
+        .stderr()
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l));
+      expect(own.map((l) => l.msg)).toContain("exporting logs");
+      expect(own.find((l) => l.msg === "summary")?.summary).toMatchObject({ delivered: 2 });
+    },
+  );
 });

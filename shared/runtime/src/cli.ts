@@ -122,7 +122,9 @@ export async function runProgram(program: Program, io: ProgramIo): Promise<numbe
     component: program.name,
     level: common.logLevel,
     secrets: loaded.secrets,
-    destination: logStream(command, io),
+    destination: command.stdoutIsOutput?.(loaded.config as never)
+      ? io.stderr
+      : logStream(command, io),
   });
   for (const warning of loaded.warnings) logger.warn(warning);
   const run = { program, commandName, command, loaded, lifecycleSettings, logger, io, startedAt };

@@ -73,6 +73,11 @@ export interface Command<O extends Options = Options> {
    * Never secrets. A ConfigError it throws is reported like any configuration error.
    */
   effective?(config: ConfigOf<O> & CommonConfig): Promise<Record<string, unknown>>;
+  /**
+   * Whether this run writes its own output to stdout (the log-exporter's `stdout` sink): its
+   * log lines and summary then go to stderr, so that stdout carries that output alone.
+   */
+  stdoutIsOutput?(config: ConfigOf<O> & CommonConfig): boolean;
 }
 
 /** Declares a command; an identity function that types `run`'s config from the options. */
