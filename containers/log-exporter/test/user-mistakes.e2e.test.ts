@@ -106,6 +106,7 @@ describe("log-exporter configuration mistakes", () => {
 
   it("keeps running without sources until the workload finished", async () => {
     const ws = workspace();
+    // A stdout sink: the exporter's own lines go to stderr.
     const sinks = sinksFile(ws.dir, { type: "stdout" });
     const args = baseArgs(ws, sinks).map((word) => (word === ws.logs ? `${ws.logs}-none` : word));
     const run = startExporter(args);
@@ -113,7 +114,7 @@ describe("log-exporter configuration mistakes", () => {
     void run.exited.then(() => {
       exited = true;
     });
-    await waitFor(() => run.stdout().includes("no sources"), "the no-sources warning");
+    await waitFor(() => run.stderr().includes("no sources"), "the no-sources warning");
     await new Promise((resolve) => setTimeout(resolve, 1000));
     expect(exited).toBe(false);
 
