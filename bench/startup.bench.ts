@@ -244,12 +244,16 @@ async function start(spec: BundleSpec, scenario: Scenario, cache?: string): Prom
   });
   const result: Start = {};
   let stderr = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
+  // The first log line: on stdout, or on stderr where a program keeps stdout for its output
+  // (the log-exporter with no sinks file prints records there).
+  const firstLine = (chunk: Buffer) => {
     if (result.firstLineMs === undefined && chunk.includes(10)) {
       result.firstLineMs = performance.now() - started;
     }
-  });
+  };
+  child.stdout?.on("data", firstLine);
   child.stderr?.on("data", (chunk: Buffer) => {
+    firstLine(chunk);
     stderr += chunk.toString();
   });
   let exitCode: number | null | undefined;
