@@ -117,8 +117,22 @@ export function originError(run: Run, action: string, e: GitError): CheckoutErro
   }
 }
 
+/**
+ * The commit, when the workspace has it and every object it needs. A copy of the mirror taken
+ * while sync fetched can hold a commit newer than the refs it copied with only some of its
+ * trees and blobs (git writes them one by one); checked out, it would leave a broken
+ * workspace. Only objects no ref reaches are walked: what the refs reach was complete in the
+ * mirror before they pointed at it.
+ */
 export async function localCommit(run: Run, commit: string): Promise<string | undefined> {
-  return revParse(run, `${commit}^{commit}`).catch(() => undefined);
+  const sha = await revParse(run, `${commit}^{commit}`).catch(() => undefined);
+  if (sha === undefined) return undefined;
+  const walk = ["rev-list", "--objects", "--quiet", sha, "--not", "--all"];
+  const complete = await git(walk, run.gitOpts("fetch", run.o.dest)).then(
+    () => true,
+    () => false,
+  );
+  return complete ? sha : undefined;
 }
 
 async function localRef(run: Run, ref: string): Promise<string | undefined> {

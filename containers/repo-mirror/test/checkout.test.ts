@@ -1,8 +1,9 @@
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cacheLayout, markFile } from "../src/cache.ts";
+import { cacheLayout, markFile, mirrorLink } from "../src/cache.ts";
 import { CheckoutError } from "../src/materialize.ts";
 import { refFromBuildkiteEnv } from "../src/refs.ts";
 import { parseRepoUrl } from "../src/url.ts";
@@ -101,6 +102,28 @@ describe("cache hit", () => {
     expect(result.originObjects).toBeLessThanOrEqual(12);
     expect(result.originBytes).toBeGreaterThan(0);
     expect((await readdir(d)).filter((f) => f.startsWith("ahead"))).toHaveLength(3);
+  });
+
+  it("fetches a commit the copy holds without its trees and blobs, leaving no broken workspace", async () => {
+    const newer = await app.commit({ "half/one.txt": "one\n", "half/two.txt": "two\n" });
+    await app.push();
+    // Sync's fetch writes a commit's objects one by one before it moves the ref, so a copy of
+    // the mirror taken meanwhile can hold the commit without its tree: put only that in.
+    const mirror = mirrorLink(cacheLayout(cache), parseRepoUrl(url).key);
+    const object = execFileSync("git", ["cat-file", "commit", newer], { cwd: app.bare });
+    const written = execFileSync("git", ["hash-object", "-t", "commit", "-w", "--stdin"], {
+      cwd: mirror,
+      input: object,
+      encoding: "utf8",
+    });
+    expect(written.trim()).toBe(newer);
+
+    const d = dest();
+    const { result } = await checkout(url, d, { cache, target: { commit: newer, ref: "main" } });
+    expect(result).toMatchObject({ source: "hit", originContacted: true, commit: newer });
+    expect(readFileSync(join(d, "half", "two.txt"), "utf8")).toBe("two\n");
+    expect(sh(d, "status", "--porcelain")).toBe("");
+    sh(d, "fsck", "--connectivity-only", "--no-dangling");
   });
 
   it("follows a force-pushed branch to a commit the mirror never saw", async () => {
