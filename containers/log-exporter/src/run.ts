@@ -35,20 +35,23 @@ export const exportCommand = defineCommand({
   run: (ctx) => run(ctx as unknown as RunContext<Config>),
   // --print-config shows the sink taken when --sink (or --sinks) is left out.
   effective: async (config) => {
-    const sinks = config.sinks ? loadSinksFile(config.sinks) : undefined;
-    const chosen = chooseSink(sinks?.file, config.sink);
+    const chosen = sinkOf(config);
     return { sink: chosen.name, sinkType: chosen.spec.type };
   },
   // Records on stdout leave it to them: the program's own lines go to stderr.
   stdoutIsOutput: (config) => {
-    if (!config.sinks) return true;
     try {
-      return chooseSink(loadSinksFile(config.sinks).file, config.sink).spec.type === "stdout";
+      return sinkOf(config).spec.type === "stdout";
     } catch {
       return false; // the run reports the sinks file's problems
     }
   },
 });
+
+/** The sink a run takes: from the sinks file (`--sink` or its default), else stdout. */
+function sinkOf(config: Pick<Config, "sinks" | "sink">): ReturnType<typeof chooseSink> {
+  return chooseSink(config.sinks ? loadSinksFile(config.sinks).file : undefined, config.sink);
+}
 
 async function run(ctx: RunContext<Config>) {
   const { config, logger } = ctx;
