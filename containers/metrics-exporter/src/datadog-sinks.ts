@@ -6,21 +6,11 @@
  * for it, which cannot live in the single-file bundle, and Node.js has no datagram Unix
  * sockets of its own. Use the Agent's UDP port (hostPort or `DD_AGENT_HOST`) or the API.
  */
-import { gzip } from "node:zlib";
 import { loadUndici } from "@buildpod/runtime";
 import { StatsD } from "hot-shots";
 import type { Dispatcher } from "undici";
 import type { DatadogPoint } from "./datadog.ts";
-
-/**
- * gzip as a promise. Not `promisify(gzip)` at the top: reading `gzip` loads node:zlib, which the
- * bundle loads only when it is used, and most runs never send to the Datadog API.
- */
-function gzipAsync(data: string): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    gzip(data, (err, out) => (err ? reject(err) : resolve(out)));
-  });
-}
+import { gzip } from "./gzip.ts";
 
 /** What one `send` achieved. */
 export interface SendResult {
@@ -142,7 +132,7 @@ export class DatadogApiSink implements DatadogSink {
   /** POSTs one batch, halving it while its gzip is over the compressed limit. */
   private async post(batch: Serialized[], result: SendResult, signal: AbortSignal): Promise<void> {
     const json = `{"series":[${batch.map((b) => b.json).join(",")}]}`;
-    const body = await gzipAsync(json);
+    const body = await gzip(json);
     if (body.length > API_MAX_COMPRESSED && batch.length > 1) {
       const half = Math.ceil(batch.length / 2);
       await this.post(batch.slice(0, half), result, signal);

@@ -6,7 +6,6 @@
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { gzip, type ZlibOptions } from "node:zlib";
 import {
   makeSample,
   OPENMETRICS_CONTENT_TYPE,
@@ -17,19 +16,10 @@ import {
   TEXT_CONTENT_TYPE,
   wantsOpenMetrics,
 } from "./exposition.ts";
+import { gzip } from "./gzip.ts";
 import { CONFLICT_KINDS, type Conflict, type MergedFamily, mergeFiles } from "./merge.ts";
 import { type Family, type ParseProblem, seriesOf } from "./parse.ts";
 import type { TextFile } from "./textfiles.ts";
-
-/**
- * gzip as a promise. Not `promisify(gzip)` at the top: reading `gzip` loads node:zlib, which the
- * bundle loads only when it is used, at the first scrape that asks for gzip.
- */
-function gzipAsync(data: Buffer, options: ZlibOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    gzip(data, options, (err, out) => (err ? reject(err) : resolve(out)));
-  });
-}
 
 /** Names shared with node_exporter's textfile collector, so existing alerts keep working. */
 export const MTIME_METRIC = "node_textfile_mtime_seconds";
@@ -200,7 +190,7 @@ export class ScrapeExposition {
       // Level 1: a large exposition compresses ~5x already, and this runs once per change.
       parts = await Promise.all(
         body.segments.map((s) => {
-          s.gzipped ??= gzipAsync(s.raw, { level: 1 });
+          s.gzipped ??= gzip(s.raw, { level: 1 });
           return s.gzipped;
         }),
       );
