@@ -19,6 +19,7 @@ import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { type BenchMetric, median, writeBenchReport } from "../scripts/bench.ts";
+import { NODE_FLAGS } from "../scripts/node-flags.ts";
 import { startFakeBuildkite } from "../test/fakes/buildkite-agent-api.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -43,7 +44,7 @@ const run = promisify(execFile);
 
 async function inject(pod: string, extra: string[] = []): Promise<number> {
   const started = performance.now();
-  await run(process.execPath, [BUNDLE, "inject", ...extra], {
+  await run(process.execPath, [...NODE_FLAGS, BUNDLE, "inject", ...extra], {
     env: {
       PATH: process.env.PATH,
       BUILDPOD_LIFECYCLE_DIR: path.join(pod, "buildpod"),

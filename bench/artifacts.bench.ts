@@ -34,6 +34,7 @@ import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { type BenchMetric, writeBenchReport } from "../scripts/bench.ts";
 import { buildBundle, findBundles } from "../scripts/build.ts";
+import { NODE_FLAGS } from "../scripts/node-flags.ts";
 import { type FakeBuildkite, startFakeBuildkite } from "../test/fakes/buildkite-agent-api.ts";
 
 const MiB = 1024 ** 2;
@@ -59,7 +60,7 @@ function runBundle(bundle: string, args: string[], env: Record<string, string>):
   return new Promise((resolve, reject) => {
     const start = performance.now();
     const fakeBefore = process.cpuUsage();
-    const child = spawn(process.execPath, [bundle, ...args], {
+    const child = spawn(process.execPath, [...NODE_FLAGS, bundle, ...args], {
       env: { PATH: process.env.PATH ?? "", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -25,6 +25,7 @@ import {
   timedGet,
 } from "../containers/metrics-exporter/test/tools.ts";
 import { type BenchMetric, median, writeBenchReport } from "../scripts/bench.ts";
+import { NODE_FLAGS } from "../scripts/node-flags.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const BUNDLE = join(ROOT, "containers/metrics-exporter/dist/metrics-exporter.mjs");
@@ -72,14 +73,18 @@ async function main() {
     nodeExporter = await startNodeExporter(dir);
     const port = await freePort();
     await mkdir(join(work, "buildpod"), { recursive: true });
-    ours = spawn(process.execPath, [BUNDLE, "--root", root, "--listen", `127.0.0.1:${port}`], {
-      env: {
-        PATH: process.env.PATH ?? "",
-        BUILDPOD_LIFECYCLE_DIR: join(work, "buildpod"),
-        BUILDPOD_LOG_LEVEL: "warn",
+    ours = spawn(
+      process.execPath,
+      [...NODE_FLAGS, BUNDLE, "--root", root, "--listen", `127.0.0.1:${port}`],
+      {
+        env: {
+          PATH: process.env.PATH ?? "",
+          BUILDPOD_LIFECYCLE_DIR: join(work, "buildpod"),
+          BUILDPOD_LOG_LEVEL: "warn",
+        },
+        stdio: ["ignore", "ignore", "inherit"],
       },
-      stdio: ["ignore", "ignore", "inherit"],
-    });
+    );
     const oursUrl = `http://127.0.0.1:${port}/metrics`;
     const theirsUrl = `${nodeExporter.url}/metrics`;
     const readyStarted = performance.now();

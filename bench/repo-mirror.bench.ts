@@ -22,6 +22,7 @@ import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { type BenchMetric, median, writeBenchReport } from "../scripts/bench.ts";
 import { buildBundle, findBundles } from "../scripts/build.ts";
+import { NODE_FLAGS } from "../scripts/node-flags.ts";
 import { appendCommits, synthParams, synthRepo } from "./lib/repo-mirror-synth.ts";
 import { openWan } from "./lib/repo-mirror-wan.ts";
 
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
   }
   const url = `${wan.base}/origin.git`;
   const inClient = (argv: string[]) => [...wan.client, ...argv];
-  const rm = (args: string[]) => inClient([process.execPath, spec.outfile, ...args]);
+  const rm = (args: string[]) => inClient([process.execPath, ...NODE_FLAGS, spec.outfile, ...args]);
   const cache = path.join(work, "cache");
   const runs = path.join(work, "runs");
   mkdirSync(runs);

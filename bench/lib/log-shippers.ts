@@ -4,6 +4,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { NODE_FLAGS } from "../../scripts/node-flags.ts";
 
 export interface Shipper {
   name: string;
@@ -22,10 +23,14 @@ export function installPeers(): string {
   return out.trim().split("\n").at(-1) as string;
 }
 
-/** Our bundle, run with `node` and these V8 flags (none: as the image runs it today). */
-export function logExporter(nodeFlags: string[] = []): Shipper {
+/**
+ * Our bundle, run with `node` and the image's V8 flags (scripts/node-flags.ts), plus any given
+ * here, which also go into the shipper's name.
+ */
+export function logExporter(extraFlags: string[] = []): Shipper {
+  const nodeFlags = [...NODE_FLAGS, ...extraFlags];
   return {
-    name: nodeFlags.length === 0 ? "log-exporter" : `log-exporter ${nodeFlags.join(" ")}`,
+    name: extraFlags.length === 0 ? "log-exporter" : `log-exporter ${extraFlags.join(" ")}`,
     start({ logs, port, work }) {
       const sinks = join(work, "sinks.yaml");
       writeFileSync(

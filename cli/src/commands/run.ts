@@ -6,6 +6,7 @@ import path from "node:path";
 import { option, z } from "@buildpod/config";
 import { BuildpodError, defineCommand, ExitCode } from "@buildpod/runtime";
 import { stringify } from "yaml";
+import { NODE_FLAGS } from "../../../scripts/node-flags.ts";
 import { buildPod } from "../build-pod.ts";
 import { loadDescription } from "../description.ts";
 import {
@@ -179,7 +180,7 @@ async function syncCache(
 ): Promise<number> {
   mkdirSync(cache, { recursive: true });
   const log = openSync(path.join(runDir, "logs", "repo-mirror-sync.log"), "w");
-  const child = spawn(process.execPath, [bundle, "sync", "--cache", cache, url], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, bundle, "sync", "--cache", cache, url], {
     stdio: ["ignore", log, log],
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp" },
   });

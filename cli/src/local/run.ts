@@ -1,6 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { writeMarker } from "@buildpod/runtime";
+import { NODE_FLAGS } from "../../../scripts/node-flags.ts";
 import type { ContainerModel, PodModel } from "../pod.ts";
 import { freePort } from "./ports.ts";
 import { exitsWithin, type LocalProcess, startProcess } from "./processes.ts";
@@ -230,7 +231,12 @@ function start(
   const argv = container.localCommand
     ? container.localCommand.map(map)
     : container.program
-      ? [process.execPath, options.bundleOf(container.program), ...container.args.map(map)]
+      ? [
+          process.execPath,
+          ...NODE_FLAGS,
+          options.bundleOf(container.program),
+          ...container.args.map(map),
+        ]
       : [...(container.command ?? []), ...container.args].map(map);
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
