@@ -8,7 +8,7 @@
 // A run ends when the receiver has every line (or nothing arrived for 20 s); CPU seconds and
 // peak RSS (VmHWM) are read from /proc just before the shipper is stopped. Each shipper runs
 // LOG_EXPORTER_BENCH_RUNS times (default 3), interleaved; medians are reported.
-// A last run: log-exporter with the whole input as a backlog behind a slow receiver.
+// Then log-exporter with the whole input as a backlog behind a slow receiver, as often.
 //
 //   pnpm bench log-exporter                      (needs `pnpm run build` first; the bench runs it)
 //   LOG_EXPORTER_BENCH_MIB=128 LOG_EXPORTER_BENCH_RUNS=1 pnpm bench log-exporter
@@ -181,9 +181,15 @@ async function main(): Promise<void> {
     }
   }
 
-  // Backlog behind a slow sink: every request is answered 50 ms late.
-  const slow = await runOnce(ours, logs, linesPerFile, 50);
-  show("log-exporter, slow sink", slow, expected);
+  // Backlog behind a slow sink: every request is answered 50 ms late. Its peak RSS varies more
+  // from run to run than the others (a few MiB, with the moments the collector runs), so it
+  // is a median too.
+  const slowRuns: RunResult[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    slowRuns.push(await runOnce(ours, logs, linesPerFile, 50));
+    show(`log-exporter, slow sink ${run + 1}`, slowRuns[run] as RunResult, expected);
+  }
+  const slowMedian = (key: keyof RunResult) => median(slowRuns.map((r) => r[key]));
   // For reference: the same with a small V8 young generation and old-space cap, as an image
   // could set through NODE_OPTIONS (memory for CPU).
   const capped = logExporter(MEMORY_FLAGS);
@@ -233,14 +239,20 @@ async function main(): Promise<void> {
     },
     {
       name: "log-exporter peak RSS, backlog behind a slow sink",
-      value: slow.peakRssMiB,
+      value: slowMedian("peakRssMiB"),
       unit: "MiB",
       goal: { op: "<=", value: 100 },
-      note: "one run, 50 ms per request",
+      note: `median of ${RUNS}, 50 ms per request; highest ${Math.max(...slowRuns.map((r) => r.peakRssMiB)).toFixed(1)}`,
+    },
+    {
+      name: "log-exporter throughput, slow sink",
+      value: slowMedian("mibPerSecond"),
+      unit: "MiB/s",
+      note: `median of ${RUNS}, 50 ms per request`,
     },
     {
       name: "log-exporter lines lost or duplicated, slow sink",
-      value: expected - slow.distinct + slow.duplicates,
+      value: Math.max(...slowRuns.map((r) => expected - r.distinct + r.duplicates)),
       unit: "lines",
       goal: { op: "<=", value: 0 },
     },
