@@ -287,12 +287,15 @@ const LAZY_REQUIRES: { pkg: string; importer: RegExp; absent?: string }[] = [
   { pkg: "./transport", importer: PINO_TOOLS },
 ];
 
+/** `text` as a regular expression that matches exactly it. */
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+
 const lazyRequires: esbuild.Plugin = {
   name: "lazy-requires",
   setup(build) {
     const namespace = "buildpod-lazy-require";
     for (const { pkg, importer, absent } of LAZY_REQUIRES) {
-      const filter = new RegExp(`^${pkg.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$`);
+      const filter = new RegExp(`^${escapeRegExp(pkg)}$`);
       build.onResolve({ filter }, (args) => {
         if (args.namespace === namespace || !importer.test(args.importer)) return undefined;
         const pluginData = { resolveDir: path.dirname(args.importer), absent };
@@ -472,7 +475,6 @@ module.exports = (label, packed, shared) => {
 function embedLazyModules(settings: BuildSettings): esbuild.Plugin {
   const packages = EMBEDDED_MODULES.filter((m) => !m.endsWith(".ts"));
   const files = EMBEDDED_MODULES.filter((m) => m.endsWith(".ts")).map((f) => path.join(ROOT, f));
-  const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
   const names = [
     ...packages.map(escapeRegExp),
     ...files.map((f) => `.*/${escapeRegExp(path.basename(f, ".ts"))}(\\.ts)?`),
