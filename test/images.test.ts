@@ -252,6 +252,22 @@ const examplesPresent = EXAMPLES.filter((e) =>
   existsSync(path.join(ROOT, "examples", e, "src", "main.ts")),
 );
 
+describe("the entrypoint as the docs give it", () => {
+  // A pod spec that must give `command` (a custom sidecar) copies it from these pages.
+  const pages = ["docs/images.md", ...examplesPresent.map((e) => `examples/${e}/README.md`)].filter(
+    (page) => existsSync(path.join(ROOT, page)),
+  );
+
+  it.each(pages)("%s names the node flags the images run with", (page) => {
+    const text = readFileSync(path.join(ROOT, page), "utf8");
+    const given = [...text.matchAll(/\["\/sbin\/tini",\s*"--",\s*"node",([^\]]*)\]/g)].map((m) =>
+      [...(m[1] ?? "").matchAll(/"([^"]+)"/g)].map((q) => q[1]).filter((a) => a?.startsWith("--")),
+    );
+    expect(given.length).toBeGreaterThan(0);
+    for (const flags of given) expect(flags).toEqual(NODE_FLAGS);
+  });
+});
+
 describe("docker-bake.hcl", () => {
   it("builds every container by default and the examples as their own group", () => {
     expect(bake.group.default[0].targets.sort()).toEqual([...CONTAINERS].sort());

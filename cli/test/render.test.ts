@@ -126,7 +126,14 @@ describe("render", () => {
     env.spec.sidecars.push({
       name: "test-results",
       image: "ghcr.io/buildpod/custom-sidecar:0.1.0",
-      command: ["/sbin/tini", "--", "node", "--no-maglev", "/opt/buildpod/custom-sidecar.mjs"],
+      command: [
+        "/sbin/tini",
+        "--",
+        "node",
+        "--no-maglev",
+        "--v8-pool-size=1",
+        "/opt/buildpod/custom-sidecar.mjs",
+      ],
       env: { TEST_RESULTS_ENDPOINT: "https://reports.example.com/v1/summaries" },
       volumes: ["artifacts", "lifecycle"],
     });
