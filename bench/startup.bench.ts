@@ -4,7 +4,7 @@
  * the workload, so this cost is paid on every job. Goals (issue 2): start-up at most 300 ms,
  * idle RSS at most 60 MiB, measured as the images run (with the compile cache they ship).
  *
- * Every bundle runs as its image runs it: `node` with the V8 flags of scripts/node-flags.ts.
+ * Every bundle runs as its image runs it: `node` with the flags of scripts/node-flags.ts.
  *
  * For each bundle in `containers/*` and `examples/*` (built fresh first):
  * - `--version`: wall time from spawn to exit. Every module of the bundle is loaded and
@@ -310,6 +310,24 @@ async function start(
   return result;
 }
 
+/**
+ * Idle RSS of START_RUNS starts with the compile cache `cache`, after one start that fills it.
+ */
+async function warmIdleRss(
+  spec: BundleSpec,
+  scenario: Scenario,
+  cache: string,
+  nodeFlags: readonly string[],
+): Promise<number[]> {
+  await start(spec, scenario, cache, nodeFlags);
+  const rss: number[] = [];
+  for (let i = 0; i < START_RUNS; i++) {
+    const idle = (await start(spec, scenario, cache, nodeFlags)).idleRssMiB;
+    if (idle !== undefined) rss.push(idle);
+  }
+  return rss;
+}
+
 /** Runs the build script so the figures belong to the current source. */
 function buildBundles(): string[] {
   const build = spawnSync(process.execPath, [path.join(ROOT, "scripts/build.ts")], {
@@ -438,11 +456,7 @@ async function main(): Promise<void> {
       if (scenario.sidecar) {
         // As the images run it, with the compile cache their build leaves (one start fills it):
         // the figure the goal is for.
-        const warm: number[] = [];
-        for (let i = 0; i <= START_RUNS; i++) {
-          const rss = (await start(spec, scenario, withCache.NODE_COMPILE_CACHE)).idleRssMiB;
-          if (i > 0 && rss !== undefined) warm.push(rss);
-        }
+        const warm = await warmIdleRss(spec, scenario, withCache.NODE_COMPILE_CACHE, NODE_FLAGS);
         if (warm.length > 0) {
           const note = `median of ${warm.length}`;
           metrics.push(
@@ -453,12 +467,7 @@ async function main(): Promise<void> {
           );
         }
         // The same without the image's node flags (its own compile cache: V8 keys it by them).
-        const plainCache = path.join(work, "compile-cache-plain");
-        const plain: number[] = [];
-        for (let i = 0; i <= START_RUNS; i++) {
-          const rss = (await start(spec, scenario, plainCache, [])).idleRssMiB;
-          if (i > 0 && rss !== undefined) plain.push(rss);
-        }
+        const plain = await warmIdleRss(spec, scenario, path.join(work, "compile-cache-plain"), []);
         if (plain.length > 0) {
           const note = `median of ${plain.length}; node ${NODE_FLAGS.join(" ")} is what the images run`;
           metrics.push(

@@ -389,14 +389,25 @@ interface EmbeddedModule {
   imports: esbuild.Metafile["outputs"][string]["imports"];
   legalComments?: Uint8Array;
   warnings: esbuild.Message[];
-  /** Bytes in the bundle: the compressed code as base64. */
-  bytes: number;
 }
 
 /** By the embedded module's path in esbuild's metafile (`buildpod-embedded:<entry>`). */
 const embeddedModules = new Map<string, EmbeddedModule>();
 
 const isDependency = (file: string) => file.split(/[\\/]/).includes("node_modules");
+
+/**
+ * What esbuild would resolve `args` to without the calling plugin: `marker` (the plugin's own)
+ * tells that plugin's onResolve to pass the nested call by.
+ */
+function resolveAsUsual(build: esbuild.PluginBuild, args: esbuild.OnResolveArgs, marker: symbol) {
+  return build.resolve(args.path, {
+    kind: args.kind,
+    importer: args.importer,
+    resolveDir: args.resolveDir,
+    pluginData: marker,
+  });
+}
 
 /**
  * Leaves our own modules out of an embedded module's build: each import that resolves to a
@@ -410,12 +421,7 @@ const sharedOwnModules: esbuild.Plugin = {
     build.onResolve({ filter: /^(\.|@buildpod\/)/ }, async (args) => {
       if (args.kind === "entry-point" || args.pluginData === resolving) return undefined;
       if (isDependency(args.importer)) return undefined;
-      const found = await build.resolve(args.path, {
-        kind: args.kind,
-        importer: args.importer,
-        resolveDir: args.resolveDir,
-        pluginData: resolving,
-      });
+      const found = await resolveAsUsual(build, args, resolving);
       if (found.errors.length > 0 || isDependency(found.path)) return undefined;
       return { path: `${SHARED}${path.relative(ROOT, found.path)}`, external: true };
     });
@@ -426,7 +432,7 @@ const sharedOwnModules: esbuild.Plugin = {
 async function buildEmbedded(
   file: string,
   settings: BuildSettings,
-): Promise<{ code: Uint8Array; shared: string[]; module: Omit<EmbeddedModule, "bytes"> }> {
+): Promise<{ code: Uint8Array; shared: string[]; module: EmbeddedModule }> {
   const base = baseOptions(settings);
   const out = await esbuild.build({
     ...base,
@@ -485,12 +491,7 @@ function embedLazyModules(settings: BuildSettings): esbuild.Plugin {
       const resolving = Symbol("resolving");
       build.onResolve({ filter: new RegExp(`^(${names.join("|")})$`) }, async (args) => {
         if (args.pluginData === resolving || args.namespace !== "file") return undefined;
-        const found = await build.resolve(args.path, {
-          kind: args.kind,
-          importer: args.importer,
-          resolveDir: args.resolveDir,
-          pluginData: resolving,
-        });
+        const found = await resolveAsUsual(build, args, resolving);
         if (found.errors.length > 0) return undefined;
         if (!packages.includes(args.path) && !files.includes(found.path)) return undefined;
         const label = packages.includes(args.path) ? args.path : path.basename(found.path, ".ts");
@@ -510,7 +511,7 @@ function embedLazyModules(settings: BuildSettings): esbuild.Plugin {
             [zlibConstants.BROTLI_PARAM_SIZE_HINT]: code.byteLength,
           },
         }).toString("base64");
-        embeddedModules.set(`${EMBEDDED}:${args.path}`, { ...module, bytes: packed.length });
+        embeddedModules.set(`${EMBEDDED}:${args.path}`, module);
         const table = shared.map(
           (id) =>
             `${JSON.stringify(id)}: () => require(${JSON.stringify(path.join(ROOT, id.slice(SHARED.length)))})`,
@@ -575,6 +576,12 @@ function baseOptions(settings: BuildSettings): esbuild.BuildOptions {
   };
 }
 
+/** The options of a bundle: the shared ones, and its large lazily used modules compressed. */
+function bundleOptions(settings: BuildSettings): esbuild.BuildOptions {
+  const base = baseOptions(settings);
+  return { ...base, plugins: [embedLazyModules(settings), ...(base.plugins ?? [])] };
+}
+
 /**
  * Builds every bundle. All of them go through one esbuild run first, which parses the shared
  * libraries (runtime, config, undici, prom-client, ...) once instead of once per container: on
@@ -586,10 +593,8 @@ export async function buildBundles(
   settings: BuildSettings,
 ): Promise<BundleResult[]> {
   try {
-    const base = baseOptions(settings);
     const out = await esbuild.build({
-      ...base,
-      plugins: [embedLazyModules(settings), ...(base.plugins ?? [])],
+      ...bundleOptions(settings),
       entryPoints: Object.fromEntries(
         specs.map((s) => [path.relative(ROOT, s.outfile).replace(/\.mjs$/, ""), s.entry]),
       ),
@@ -608,10 +613,8 @@ export async function buildBundle(
   settings: BuildSettings,
 ): Promise<BundleResult> {
   try {
-    const base = baseOptions(settings);
     const out = await esbuild.build({
-      ...base,
-      plugins: [embedLazyModules(settings), ...(base.plugins ?? [])],
+      ...bundleOptions(settings),
       entryPoints: [spec.entry],
       outfile: spec.outfile,
     });

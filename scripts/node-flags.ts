@@ -13,7 +13,7 @@
  *
  * `--v8-pool-size=1`: one V8 background thread instead of four, for concurrent compiling and
  * garbage collection. None of these programs keeps more than one core busy with JavaScript,
- * and each thread costs its stack and allocator memory: 2 to 3 MiB of the log-exporter's peak
+ * and each thread costs its stack and allocator memory: about 2 MiB of the log-exporter's peak
  * RSS while shipping at full speed, at the same MiB per CPU-second (issue 5's benchmark).
  *
  * They are command-line flags. NODE_OPTIONS refuses `--no-maglev`, and setting it from inside the

@@ -24,7 +24,7 @@ export function installPeers(): string {
 }
 
 /**
- * Our bundle, run with `node` and the image's V8 flags (scripts/node-flags.ts), plus any given
+ * Our bundle, run with `node` and the image's node flags (scripts/node-flags.ts), plus any given
  * here, which also go into the shipper's name.
  */
 export function logExporter(extraFlags: string[] = []): Shipper {
